@@ -1,0 +1,15 @@
+//! `vedina._native`: the Rust hot paths of Vedina.
+//!
+//! This file only declares the modules and registers them in the Python
+//! module; each module keeps its pure-Rust core and its thin PyO3 layer apart.
+
+use pyo3::prelude::*;
+
+pub mod router;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    router::register(m)?;
+    Ok(())
+}
