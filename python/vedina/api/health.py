@@ -1,0 +1,26 @@
+"""Liveness, readiness and version: what load balancers and operators poll."""
+
+from __future__ import annotations
+
+from robyn import Robyn
+
+from vedina import __version__
+from vedina.http.responses import json_response
+from vedina.state import AppState
+
+
+def register(app: Robyn, state: AppState) -> None:
+    @app.get("/health", openapi_name="Liveness (no I/O)", openapi_tags=["operations"])
+    def health():
+        return json_response({"status": "ok", "version": __version__, "api_version": state.settings.api_version})
+
+    @app.get("/ready", openapi_name="Readiness of database, cache and broker", openapi_tags=["operations"])
+    async def ready():
+        checks = await state.resources.check()
+        failed = sorted(name for name, result in checks.items() if result != "ok")
+        if failed:
+            return json_response(
+                {"error": {"code": "not_ready", "message": f"Not ready: {', '.join(failed)}", "details": checks, "status": "error"}},
+                status=503,
+            )
+        return json_response({"status": "ready", "checks": checks, "profile": state.settings.storage_profile})

@@ -1,0 +1,86 @@
+"""Building the Robyn application, and the RSGI app Granian serves.
+
+>>> from vedina.config import load_settings
+>>> app = create_app(load_settings({}))    # a robyn.Robyn
+"""
+
+from __future__ import annotations
+
+import logging
+
+from robyn import Robyn, SubRouter
+from robyn.argument_parser import Config
+
+from vedina.api import health, movies
+from vedina.config import Settings, load_settings
+from vedina.errors import AppError, NotFound
+from vedina.http import middleware, sendfile
+from vedina.http.bridge import RSGIBridge
+from vedina.http.responses import error_response
+from vedina.logs import configure_logging
+from vedina.state import AppState
+
+log = logging.getLogger(__name__)
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def on_exception(exc: Exception):
+    """Robyn's exception handler: the one place an exception becomes a response."""
+    if not isinstance(exc, AppError):
+        log.error("unhandled exception", exc_info=exc)
+    return error_response(exc)
+
+
+def _robyn_config(settings: Settings) -> Config:
+    config = Config()  # parses sys.argv: callers clear it first (see vedina.cli)
+    config.log_level = settings.log_level.upper()
+    config.processes = settings.worker_count
+    config.workers = 1
+    return config
+
+
+def _sub_router(prefix: str, tags: list[str]) -> SubRouter:
+    router = SubRouter(prefix=prefix, tags=tags)
+    # Robyn binds the exception handler when a route is added, so it must be
+    # set before the routes.
+    router.exception(on_exception)
+    return router
+
+
+def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
+    app = Robyn(__file__, config=_robyn_config(settings))
+    state = AppState(settings)
+    app.exception(on_exception)
+
+    app.before_request()(middleware.assign_request_id)
+    app.before_request()(middleware.body_limit(settings.max_body_bytes))
+    app.after_request()(middleware.standard_headers)
+    if server == "robyn":
+        app.after_request()(sendfile.inline)
+
+    health.register(app, state)
+    movie_routes = _sub_router("/api/movies", ["movies"])
+    movies.register(movie_routes, state)
+    app.include_router(movie_routes)
+    _register_not_found(app)
+
+    app.startup_handler(state.startup)
+    app.shutdown_handler(state.shutdown)
+    app.state = state
+    return app
+
+
+def _register_not_found(app: Robyn) -> None:
+    def not_found(request):
+        return error_response(NotFound(f"No route for {request.method} {request.url.path}"))
+
+    for method in _METHODS:
+        app.add_route(method, "/*path", not_found, include_in_schema=False)
+
+
+def create_rsgi_app() -> RSGIBridge:
+    """Granian's target (``factory=True``): called once in each worker process."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return RSGIBridge(create_app(settings), max_body_bytes=settings.max_body_bytes)

@@ -1,0 +1,73 @@
+"""``vedina``: serve | migrate | worker | demo-data.
+
+Settings come from the environment (see README); flags only override a few
+of them for convenience.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vedina", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--server", choices=["granian", "robyn"], help="override SERVER")
+    serve.add_argument("--workers", type=int, help="override WORKERS")
+    serve.add_argument("--port", type=int, help="override PORT")
+    serve.add_argument("--host", help="override HOST")
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("worker", help="relay the outbox and run queued jobs")
+    commands.add_parser("demo-data", help="load demo movies with small playable media files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Robyn parses sys.argv when it is imported and when an app is built; our
+    # flags are not its flags, so it gets a clean argv.
+    sys.argv = [sys.argv[0]]
+    overrides = {"server": "SERVER", "workers": "WORKERS", "port": "PORT", "host": "HOST"}
+    for attribute, variable in overrides.items():
+        value = getattr(args, attribute, None)
+        if value is not None:
+            os.environ[variable] = str(value)
+
+    from vedina.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"vedina: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    from vedina.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    if args.command == "serve":
+        from vedina.http.serve import serve_granian, serve_robyn
+
+        (serve_robyn if settings.server == "robyn" else serve_granian)(settings)
+    elif args.command == "migrate":
+        from vedina.storage.migrate import upgrade
+
+        asyncio.run(upgrade(settings))
+        print(f"migrated {settings.storage_profile} database to head")
+    elif args.command == "worker":
+        from vedina.jobs.worker import run_worker
+
+        asyncio.run(run_worker(settings))
+    elif args.command == "demo-data":
+        from vedina.demo.loader import load_demo_data
+
+        added = asyncio.run(load_demo_data(settings))
+        print(f"demo data: {added} movie(s) added, media in {settings.media_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Demo catalog: a few movies with short, real, playable media files."""

@@ -1,0 +1,99 @@
+"""``vedina demo-data``: add the demo movies that are not there yet."""
+
+from __future__ import annotations
+
+from vedina.config import Settings
+from vedina.demo.media import make_clip, write_subtitles
+from vedina.jobs import media_probe
+from vedina.storage.movies import MovieRepository
+from vedina.storage.outbox import enqueue
+from vedina.storage.resources import open_resources
+
+CLIP_SECONDS = 8
+
+DEMO_MOVIES = [
+    {
+        "slug": "color-bars",
+        "title": "The Color Bars",
+        "synopsis": "Seven stripes wait for a signal that never comes.",
+        "release_year": 1953,
+        "maturity_rating": "G",
+        "genres": ["drama", "documentary"],
+        "source": "smptehdbars",
+        "tone": 440,
+        "faststart": True,
+    },
+    {
+        "slug": "mandelbrot-nights",
+        "title": "Mandelbrot Nights",
+        "synopsis": "A detective zooms into a city that repeats itself forever.",
+        "release_year": 1985,
+        "maturity_rating": "PG-13",
+        "genres": ["mystery", "sci-fi"],
+        "source": "mandelbrot",
+        "tone": 330,
+        "faststart": True,
+    },
+    {
+        "slug": "game-of-life",
+        "title": "Game of Life",
+        "synopsis": "Cells are born, cells die, and a glider finds its way home.",
+        "release_year": 1970,
+        "maturity_rating": "PG",
+        "genres": ["animation", "family"],
+        "source": "life=mold=10:ratio=0.1:death_color=#202040:life_color=#80e0ff",
+        "tone": 523,
+        "faststart": False,  # moov atom last: players must range-request the tail
+    },
+    {
+        "slug": "test-pattern-2",
+        "title": "Test Pattern 2: The Return",
+        "synopsis": "The pattern is back, and this time it counts frames.",
+        "release_year": 2004,
+        "maturity_rating": "R",
+        "genres": ["action"],
+        "source": "testsrc2",
+        "tone": 262,
+        "faststart": True,
+    },
+]
+
+
+async def load_demo_data(settings: Settings) -> int:
+    resources = await open_resources(settings)
+    added = 0
+    try:
+        for movie in DEMO_MOVIES:
+            if await resources.movies.get_by_slug(movie["slug"]) is not None:
+                continue
+            video = f"demo/{movie['slug']}.mp4"
+            subtitles = f"demo/{movie['slug']}.en.vtt"
+            make_clip(settings.media_dir / video, source=movie["source"], tone_hz=movie["tone"],
+                      seconds=CLIP_SECONDS, faststart=movie["faststart"])
+            write_subtitles(settings.media_dir / subtitles, title=movie["title"], seconds=CLIP_SECONDS)
+            async with resources.engine.begin() as conn:
+                movie_id = await MovieRepository.insert(
+                    conn,
+                    slug=movie["slug"], title=movie["title"], synopsis=movie["synopsis"],
+                    release_year=movie["release_year"], maturity_rating=movie["maturity_rating"],
+                    genres=movie["genres"],
+                )
+                video_id = await MovieRepository.insert_asset(
+                    conn, movie_id=movie_id, kind="video", path=video, content_type="video/mp4",
+                    label="moov first" if movie["faststart"] else "moov last",
+                )
+                await MovieRepository.insert_asset(
+                    conn, movie_id=movie_id, kind="subtitle", path=subtitles, content_type="text/vtt",
+                    language="en", label="English",
+                    size_bytes=(settings.media_dir / subtitles).stat().st_size,
+                )
+                # Same transaction: the probe job exists exactly when the asset does.
+                await enqueue(conn, topic=media_probe.TOPIC, payload={"asset_id": video_id})
+            added += 1
+        # Embedded profile: run the queued probes now; with RabbitMQ this
+        # publishes them for `vedina worker`.
+        while await resources.relay.relay_once():
+            pass
+    finally:
+        await resources.close()
+    return added

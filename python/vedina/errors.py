@@ -1,0 +1,103 @@
+"""The one error tree of Vedina, and the one table that maps it to HTTP.
+
+    AppError                      (500 "error", internal_error)
+    ├── BadRequest                (400 "fail",  bad_request)
+    │   └── ValidationFailed      (422 "fail",  validation_failed)
+    ├── Unauthorized              (401 "fail",  unauthorized)
+    ├── Forbidden                 (403 "fail",  forbidden)
+    ├── NotFound                  (404 "fail",  not_found)
+    ├── MethodNotAllowed          (405 "fail",  method_not_allowed)
+    ├── Conflict                  (409 "fail",  conflict)
+    ├── PayloadTooLarge           (413 "fail",  payload_too_large)
+    ├── UnsupportedMediaType      (415 "fail",  unsupported_media_type)
+    ├── RangeNotSatisfiable       (416 "fail",  range_not_satisfiable)
+    ├── TooManyRequests           (429 "fail",  rate_limited)
+    └── ServiceUnavailable        (503 "error", service_unavailable)
+
+Services raise these (they know nothing of HTTP beyond the status each class
+carries); the HTTP layer renders every one as
+
+    {"error": {"code": ..., "message": ..., "details": ..., "status": "fail"|"error"}}
+
+4xx errors are the client's ("fail"), 5xx the server's ("error"). Anything
+that is not an AppError becomes a 500 with a generic message: stack traces
+never reach clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "Internal server error"
+
+    def __init__(self, message: str | None = None, *, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.details = details
+        self.headers = headers or {}
+
+    @property
+    def kind(self) -> str:
+        return "fail" if self.status < 500 else "error"
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details, "status": self.kind}}
+
+
+class BadRequest(AppError):
+    status, code, default_message = 400, "bad_request", "Bad request"
+
+
+class ValidationFailed(BadRequest):
+    status, code, default_message = 422, "validation_failed", "Request validation failed"
+
+
+class Unauthorized(AppError):
+    status, code, default_message = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(AppError):
+    status, code, default_message = 403, "forbidden", "Not allowed"
+
+
+class NotFound(AppError):
+    status, code, default_message = 404, "not_found", "Not found"
+
+
+class MethodNotAllowed(AppError):
+    status, code, default_message = 405, "method_not_allowed", "Method not allowed"
+
+
+class Conflict(AppError):
+    status, code, default_message = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status, code, default_message = 413, "payload_too_large", "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code, default_message = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class RangeNotSatisfiable(AppError):
+    status, code, default_message = 416, "range_not_satisfiable", "Requested range not satisfiable"
+
+
+class TooManyRequests(AppError):
+    status, code, default_message = 429, "rate_limited", "Too many requests"
+
+
+class ServiceUnavailable(AppError):
+    status, code, default_message = 503, "service_unavailable", "Service unavailable"
+
+
+def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, JSON body and extra headers for any exception."""
+    if isinstance(exc, AppError):
+        return exc.status, exc.to_body(), exc.headers
+    return 500, AppError().to_body(), {}

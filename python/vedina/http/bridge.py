@@ -1,0 +1,260 @@
+"""Serve a Robyn application under Granian's RSGI interface.
+
+Robyn ships its own server and is neither ASGI nor RSGI. Its Python side
+already does the per-route work (argument injection, the exception handler,
+response formatting) inside the wrappers that ``Router.add_route`` stores in
+each ``FunctionInfo``; what its Rust server adds is path matching and the
+middleware chain. This bridge does those two, in the order Robyn's server
+does (global before -> route before -> handler -> global response headers ->
+global after -> route after), and turns the result into an RSGI response.
+
+Path matching uses ``vedina._native.Router`` (the ``matchit`` crate, as in
+Robyn's server), so both servers resolve paths alike; the contract tests run
+one HTTP suite against both and compare the answers.
+
+Extras over Robyn's server:
+
+- the request body is read with a size cap (413 before it is all in memory);
+- responses carrying the internal ``x-vedina-sendfile`` header are sent from
+  a file by Granian (``response_file_range``), so media bytes never pass
+  through Python (see :mod:`vedina.http.sendfile`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from robyn import Headers, Request, Response, StreamingResponse
+from robyn.events import Events
+from robyn.robyn import MiddlewareType, QueryParams, Url
+
+from vedina._native import Router
+from vedina.errors import PayloadTooLarge
+from vedina.http import sendfile
+from vedina.http.responses import error_response
+
+log = logging.getLogger(__name__)
+
+_METHOD_PREFIX = len("HttpMethod.")
+
+
+def _method_name(route_type: Any) -> str:
+    return str(route_type)[_METHOD_PREFIX:]
+
+
+async def _call(function_info, *args):
+    result = function_info.handler(*args, **(function_info.kwargs or {}))
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _as_response(result: Any) -> Response | StreamingResponse:
+    """What Robyn's Rust executor does with a bare return value."""
+    if isinstance(result, (Response, StreamingResponse)):
+        return result
+    if isinstance(result, (dict, list)):
+        return Response(200, Headers({"content-type": "application/json"}), orjson.dumps(result))
+    if isinstance(result, bytes):
+        return Response(200, Headers({"content-type": "application/octet-stream"}), result)
+    return Response(200, Headers({"content-type": "text/plain"}), str(result).encode())
+
+
+def _cookie_header(name: str, cookie: Any) -> str:
+    parts = [f"{name}={cookie.value}"]
+    for attribute, label in (("path", "Path"), ("domain", "Domain"), ("expires", "Expires")):
+        value = getattr(cookie, attribute)
+        if value:
+            parts.append(f"{label}={value}")
+    if cookie.max_age is not None:
+        parts.append(f"Max-Age={cookie.max_age}")
+    if cookie.secure:
+        parts.append("Secure")
+    if cookie.http_only:
+        parts.append("HttpOnly")
+    if cookie.same_site:
+        parts.append(f"SameSite={cookie.same_site}")
+    return "; ".join(parts)
+
+
+class RSGIBridge:
+    """An RSGI application (``__rsgi__``) that runs a Robyn app."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int = 1_048_576) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        if not app.config.disable_openapi and app.openapi is not None:
+            app._add_openapi_routes()  # what Robyn.start() does before serving
+
+        self._routes = Router()
+        self._route_functions: list[Any] = []
+        for index, route in enumerate(app.router.get_routes()):
+            self._routes.insert(_method_name(route.route_type), route.route, index)
+            self._route_functions.append(route.function)
+
+        self._global_before = []
+        self._global_after = []
+        for middleware in app.middleware_router.get_global_middlewares():
+            target = self._global_before if middleware.middleware_type == MiddlewareType.BEFORE_REQUEST else self._global_after
+            target.append(middleware.function)
+
+        self._route_before, self._route_after = Router(), Router()
+        self._route_middleware_functions: list[Any] = []
+        for index, middleware in enumerate(app.middleware_router.get_route_middlewares()):
+            table = self._route_before if middleware.middleware_type == MiddlewareType.BEFORE_REQUEST else self._route_after
+            table.insert(_method_name(middleware.route_type), middleware.route, index)
+            self._route_middleware_functions.append(middleware.function)
+
+        self._response_headers = app.response_headers
+        self._excluded_header_paths = set(app.excluded_response_headers_paths or [])
+
+    # -- lifecycle (Granian calls these once per worker process) -------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        startup = self.app.event_handlers.get(Events.STARTUP)
+        if startup is not None:
+            loop.run_until_complete(_call(startup))
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        shutdown = self.app.event_handlers.get(Events.SHUTDOWN)
+        if shutdown is not None:
+            loop.run_until_complete(_call(shutdown))
+
+    # -- requests -------------------------------------------------------------
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        if scope.proto != "http":  # websockets are disabled in the server config
+            return
+        try:
+            response = await self._respond(scope, protocol)
+        except Exception:
+            log.exception("unhandled error in request pipeline", extra={"path": scope.path})
+            response = error_response(RuntimeError())
+        if isinstance(response, StreamingResponse):
+            await self._send_stream(protocol, response, head=scope.method == "HEAD")
+        else:
+            self._send(protocol, response, head=scope.method == "HEAD")
+
+    async def _read_body(self, scope: Any, protocol: Any) -> bytes:
+        declared = scope.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes", details={"limit": self.max_body_bytes})
+        chunks, size = [], 0
+        async for chunk in protocol:
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes", details={"limit": self.max_body_bytes})
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _build_request(self, scope: Any, body: bytes) -> Request:
+        query = QueryParams()
+        for key, value in parse_qsl(scope.query_string, keep_blank_values=True):
+            query.set(key, value)
+        headers = Headers({})
+        for name, value in scope.headers.items():
+            headers.append(name, value)
+        form: dict[str, str] = {}
+        if body and (headers.get("content-type") or "").startswith("application/x-www-form-urlencoded"):
+            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        host = scope.authority or headers.get("host") or ""
+        client = scope.client.rsplit(":", 1)[0] if scope.client else None
+        return Request(query, headers, {}, body, scope.method, Url(scope.scheme, host, scope.path), form, {}, None, client)
+
+    async def _respond(self, scope: Any, protocol: Any) -> Response | StreamingResponse:
+        method, path = scope.method, scope.path
+        try:
+            body = await self._read_body(scope, protocol)
+        except PayloadTooLarge as exc:
+            return error_response(exc)
+        request = self._build_request(scope, body)
+
+        for function in self._global_before:
+            result = await _call(function, request)
+            if isinstance(result, (Response, StreamingResponse)):
+                return result
+            request = result if result is not None else request
+
+        matched = self._route_before.lookup(method, path)
+        if matched is not None:
+            request.path_params = matched[1]
+            result = await _call(self._route_middleware_functions[matched[0]], request)
+            if isinstance(result, (Response, StreamingResponse)):
+                return result
+            request = result if result is not None else request
+
+        matched = self._routes.lookup(method, path)
+        if matched is None and method == "HEAD":
+            # HEAD is GET without the body (RFC 9110 §9.3.2); _send drops the body.
+            matched = self._routes.lookup("GET", path)
+        if matched is None:
+            return Response(404, Headers({"content-type": "text/plain"}), b"Not Found")
+        index, request.path_params = matched
+        response = _as_response(await _call(self._route_functions[index], request))
+
+        if path not in self._excluded_header_paths and not self._response_headers.is_empty():
+            for name, value in self._response_headers.multi_items():
+                response.headers.append(name, value)
+
+        for function in self._global_after:
+            response = await self._call_after(function, request, response)
+        matched = self._route_after.lookup(method, path)
+        if matched is not None:
+            response = await self._call_after(self._route_middleware_functions[matched[0]], request, response)
+        return response
+
+    @staticmethod
+    async def _call_after(function_info, request: Request, response):
+        args = (response,) if function_info.number_of_params <= 1 else (request, response)
+        result = await _call(function_info, *args)
+        return result if isinstance(result, (Response, StreamingResponse)) else response
+
+    # -- responses ------------------------------------------------------------
+
+    @staticmethod
+    def _headers_of(response: Response) -> list[tuple[str, str]]:
+        headers = list(response.headers.multi_items())
+        if response.cookies is not None:
+            for name in response.cookies:
+                headers.append(("set-cookie", _cookie_header(name, response.cookies.get(name))))
+        return headers
+
+    async def _send_stream(self, protocol: Any, response: StreamingResponse, *, head: bool) -> None:
+        headers = list(response.headers.multi_items()) if response.headers is not None else []
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("content-type", response.media_type))
+        if head:
+            protocol.response_empty(response.status_code, headers)
+            return
+        transport = protocol.response_stream(response.status_code, headers)
+        # Robyn wraps async generators in a thread-driven sync iterator; under
+        # Granian we are already on a loop, so iterate the generator itself.
+        content = getattr(response.content, "_async_gen", response.content)
+        if hasattr(content, "__aiter__"):
+            async for chunk in content:
+                await transport.send_bytes(chunk.encode() if isinstance(chunk, str) else chunk)
+        else:
+            for chunk in content:
+                await transport.send_bytes(chunk.encode() if isinstance(chunk, str) else chunk)
+
+    def _send(self, protocol: Any, response: Response, *, head: bool) -> None:
+        headers = self._headers_of(response)
+        file_range = sendfile.take(headers)
+        status = response.status_code
+        if file_range is not None and not head:
+            protocol.response_file_range(status, headers, file_range.path, file_range.start, file_range.end)
+            return
+        body = response.description
+        if isinstance(body, str):
+            body = body.encode()
+        if head:
+            if file_range is None:
+                headers.append(("content-length", str(len(body))))
+            protocol.response_empty(status, headers)
+            return
+        protocol.response_bytes(status, headers, body)

@@ -1,0 +1,56 @@
+"""Global Robyn middleware: request ids, body limits, standard response headers.
+
+Each function does one thing and is registered once by ``vedina.app``; the
+same middleware runs on Robyn's own server and under the Granian bridge.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from robyn import Request, Response
+
+from vedina.errors import PayloadTooLarge
+from vedina.logs import request_id_var
+from vedina.http.responses import apply_standard_headers, error_response
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = "x-request-id"
+# A client-chosen id is kept only if it is short and plain, so it cannot
+# inject anything into logs or headers.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(request: Request) -> str:
+    return request.headers.get(REQUEST_ID) or ""
+
+
+def assign_request_id(request: Request) -> Request:
+    incoming = request.headers.get(REQUEST_ID)
+    if not incoming or not _SAFE_REQUEST_ID.match(incoming):
+        incoming = uuid.uuid4().hex
+        request.headers.set(REQUEST_ID, incoming)
+    request_id_var.set(incoming)
+    return request
+
+
+def body_limit(max_body_bytes: int):
+    """Refuse bodies over the limit with 413 (the bridge also stops reading early)."""
+
+    def check(request: Request) -> Request | Response:
+        body = request.body
+        if body and len(body) > max_body_bytes:
+            response = error_response(
+                PayloadTooLarge(f"Request body exceeds {max_body_bytes} bytes", details={"limit": max_body_bytes})
+            )
+            return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)
+        return request
+
+    return check
+
+
+def standard_headers(request: Request, response: Response) -> Response:
+    return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)

@@ -1,0 +1,65 @@
+"""Building Robyn responses: JSON bodies, the common error shape, standard headers.
+
+Every response gets a fresh ``Headers`` object: Robyn's module-level default
+header objects are shared, so appending to one would leak headers into other
+requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from robyn import Headers, Response
+
+from vedina.errors import error_body
+
+JSON = "application/json"
+_encoder = msgspec.json.Encoder()
+
+# Headers on every answer. The API serves JSON only, so the content security
+# policy forbids everything; /docs loosens it (see SECURITY_HEADERS_DOCS).
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+}
+SECURITY_HEADERS_DOCS = {
+    **SECURITY_HEADERS,
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self' 'unsafe-inline' https://unpkg.com; "
+        "style-src 'self' 'unsafe-inline' https://unpkg.com; img-src 'self' data: https:; "
+        "connect-src 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+def encode_json(body: Any) -> bytes:
+    return _encoder.encode(body)
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response_headers = Headers({"content-type": JSON})
+    for name, value in (headers or {}).items():
+        response_headers.set(name, value)
+    return Response(status_code=status, headers=response_headers, description=encode_json(body))
+
+
+def error_response(exc: BaseException) -> Response:
+    """The common error shape for any exception (no stack trace, ever)."""
+    status, body, headers = error_body(exc)
+    return json_response(body, status=status, headers=headers)
+
+
+def apply_standard_headers(response: Response, *, request_id: str, path: str) -> Response:
+    headers = response.headers
+    policy = SECURITY_HEADERS_DOCS if path == "/docs" else SECURITY_HEADERS
+    for name, value in policy.items():
+        if not headers.contains(name):
+            headers.set(name, value)
+    if not headers.contains("cache-control"):
+        headers.set("cache-control", "no-store")
+    headers.set("x-request-id", request_id)
+    return response

@@ -1,0 +1,36 @@
+"""Starting a server: Granian (default, multi-process RSGI) or Robyn's own."""
+
+from __future__ import annotations
+
+from vedina.config import Settings
+
+
+def serve_granian(settings: Settings) -> None:
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    server = Server(
+        "vedina.app:create_rsgi_app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.RSGI,
+        factory=True,
+        workers=settings.worker_count,
+        websockets=False,
+        # A worker that dies is replaced, so one crash never shrinks the pool.
+        respawn_failed_workers=True,
+        respawn_interval=0.5,
+        backpressure=settings.backpressure or None,
+        workers_max_rss=settings.worker_max_rss_mib or None,
+        log_level=settings.log_level if settings.log_level != "warning" else "warn",
+    )
+    server.serve()
+
+
+def serve_robyn(settings: Settings) -> None:
+    from vedina.app import create_app
+    from vedina.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    app = create_app(settings, server="robyn")
+    app.start(host=settings.host, port=settings.port, _check_port=False)

@@ -1,0 +1,1 @@
+"""Background jobs: handlers by topic, run by the outbox relay (embedded) or `vedina worker` (RabbitMQ)."""

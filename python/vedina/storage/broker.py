@@ -1,0 +1,135 @@
+"""Job brokers: RabbitMQ for the real profile, in-process dispatch for the embedded one.
+
+A message is ``{"topic": ..., "payload": {...}}`` with a message id that
+consumers use to ignore duplicates (the outbox delivers at least once).
+
+RabbitMQ layout (declared idempotently by both publisher and consumer):
+
+- queue ``<prefix>.jobs``, durable, dead-lettering to ``<prefix>.jobs.dead``;
+- queue ``<prefix>.jobs.dead``, durable: messages whose handler failed.
+
+Publishing uses publisher confirms and persistent messages, so a publish that
+returned is on the broker's disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Broker(Protocol):
+    async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessBroker:
+    """Runs the handler for each message at once, in this process.
+
+    A failing handler makes ``publish`` raise, so the outbox keeps the row and
+    retries it later, up to its attempt limit.
+    """
+
+    def __init__(self, handlers: dict[str, JobHandler]) -> None:
+        self._handlers = handlers
+
+    async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None:
+        handler = self._handlers.get(topic)
+        if handler is None:
+            raise LookupError(f"no handler for job topic {topic!r}")
+        await handler(payload)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class RabbitBroker:
+    def __init__(self, url: str, *, prefix: str) -> None:
+        self._url = url
+        self.queue_name = f"{prefix}.jobs"
+        self.dead_queue_name = f"{prefix}.jobs.dead"
+        self._connection = None
+        self._channel = None
+
+    async def connect(self) -> None:
+        import aio_pika
+
+        self._connection = await aio_pika.connect_robust(self._url, timeout=10)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self.declare(self._channel)
+
+    async def declare(self, channel) -> Any:
+        await channel.declare_queue(self.dead_queue_name, durable=True)
+        return await channel.declare_queue(
+            self.queue_name,
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dead_queue_name},
+        )
+
+    async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None:
+        import aio_pika
+
+        if self._channel is None:
+            await self.connect()
+        message = aio_pika.Message(
+            body=orjson.dumps({"topic": topic, "payload": payload}),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            type=topic,
+        )
+        await self._channel.default_exchange.publish(message, routing_key=self.queue_name)
+
+    async def ping(self) -> None:
+        if self._connection is None or self._connection.is_closed:
+            await self.connect()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+            self._channel = None
+
+    async def consume(self, handlers: dict[str, JobHandler], *, prefetch: int = 10, stop=None) -> None:
+        """Run handlers for queued messages until ``stop`` (an asyncio.Event) is set.
+
+        A message whose handler raises (or whose topic has no handler) is
+        rejected without requeue, so RabbitMQ moves it to the dead-letter queue.
+        """
+        import asyncio
+
+        if self._channel is None:
+            await self.connect()
+        await self._channel.set_qos(prefetch_count=prefetch)
+        queue = await self.declare(self._channel)
+        stop = stop or asyncio.Event()
+
+        async def on_message(message) -> None:
+            try:
+                envelope = orjson.loads(message.body)
+                handler = handlers[envelope["topic"]]
+                await handler(envelope["payload"])
+            except Exception:
+                log.exception("job failed; dead-lettered", extra={"message_id": message.message_id})
+                await message.reject(requeue=False)
+                return
+            await message.ack()
+
+        tag = await queue.consume(on_message)
+        try:
+            await stop.wait()
+        finally:
+            await queue.cancel(tag)

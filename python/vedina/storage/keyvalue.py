@@ -1,0 +1,157 @@
+"""Key-value stores: short-lived shared state (sessions, deny lists, nonces) and caches.
+
+One protocol, three implementations:
+
+- :class:`RedisStore`: the real profile; shared by every worker and host.
+- :class:`SqlStore`: the embedded profile's shared store, a table in the
+  SQLite database, so every worker process on the machine sees the same keys.
+- :class:`MemoryStore`: a per-process TTL map; the embedded profile's cache.
+
+>>> store = MemoryStore()
+>>> import asyncio; asyncio.run(store.add("nonce:abc", b"1", ttl=300))
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vedina.storage.clock import now_ms
+from vedina.storage.schema import kv_entries
+
+
+class KeyValueStore(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        """Set only if absent (Redis SET NX); True when this call set it."""
+        ...
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def ping(self) -> None: ...
+
+
+def _expiry_ms(ttl: float | None) -> int | None:
+    return None if ttl is None else now_ms() + int(ttl * 1000)
+
+
+class MemoryStore:
+    """Per-process store with TTLs and an LRU bound on the number of keys."""
+
+    def __init__(self, *, max_entries: int = 100_000) -> None:
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._max_entries = max_entries
+
+    def _live(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, deadline = item
+        if deadline is not None and deadline <= time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    async def get(self, key: str) -> bytes | None:
+        return self._live(key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        deadline = None if ttl is None else time.monotonic() + ttl
+        self._data[key] = (value, deadline)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max_entries:
+            self._data.popitem(last=False)
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set(key, value, ttl=ttl)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        return self._data.pop(key, None) is not None
+
+    async def ping(self) -> None:
+        return None
+
+
+class SqlStore:
+    """Key-value rows in the database; expired rows are ignored and swept."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, key: str) -> bytes | None:
+        query = sa.select(kv_entries.c.value).where(
+            kv_entries.c.key == key,
+            sa.or_(kv_entries.c.expires_at.is_(None), kv_entries.c.expires_at > now_ms()),
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(kv_entries).where(kv_entries.c.key == key))
+            await conn.execute(sa.insert(kv_entries).values(key=key, value=value, expires_at=_expiry_ms(ttl)))
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        async with self._engine.begin() as conn:
+            # An expired row must not block the key; delete it in the same transaction.
+            await conn.execute(
+                sa.delete(kv_entries).where(kv_entries.c.key == key, kv_entries.c.expires_at <= now_ms())
+            )
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(sa.insert(kv_entries).values(key=key, value=value, expires_at=_expiry_ms(ttl)))
+            except IntegrityError:
+                return False
+        return True
+
+    async def delete(self, key: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(kv_entries).where(kv_entries.c.key == key))
+        return result.rowcount > 0
+
+    async def sweep(self) -> int:
+        """Delete expired rows; returns how many."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(kv_entries).where(kv_entries.c.expires_at <= now_ms()))
+        return result.rowcount
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+
+class RedisStore:
+    """Redis-backed store; ``prefix`` keeps the shared state and the cache apart."""
+
+    def __init__(self, client, *, prefix: str) -> None:  # client: redis.asyncio.Redis
+        self._redis = client
+        self._prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._redis.get(self._prefix + key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        await self._redis.set(self._prefix + key, value, px=None if ttl is None else int(ttl * 1000))
+
+    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        px = None if ttl is None else int(ttl * 1000)
+        return bool(await self._redis.set(self._prefix + key, value, nx=True, px=px))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._redis.delete(self._prefix + key))
+
+    async def ping(self) -> None:
+        await self._redis.ping()

@@ -1,0 +1,91 @@
+"""Movie and media-asset queries (SQLAlchemy Core, bound parameters only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from vedina.storage.clock import utcnow
+from vedina.storage.schema import media_assets, movies
+
+_MOVIE_COLUMNS = (
+    movies.c.id,
+    movies.c.slug,
+    movies.c.title,
+    movies.c.synopsis,
+    movies.c.release_year,
+    movies.c.duration_seconds,
+    movies.c.maturity_rating,
+    movies.c.genres,
+)
+_ASSET_COLUMNS = (
+    media_assets.c.id,
+    media_assets.c.movie_id,
+    media_assets.c.kind,
+    media_assets.c.path,
+    media_assets.c.content_type,
+    media_assets.c.size_bytes,
+    media_assets.c.language,
+    media_assets.c.label,
+)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    # Row keys are SQLAlchemy ``quoted_name`` objects; callers want plain str keys.
+    return {str(key): value for key, value in row.items()}
+
+
+class MovieRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def list(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of movies ordered by id, and the total count."""
+        page = sa.select(*_MOVIE_COLUMNS).order_by(movies.c.id).offset(offset).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(page)).mappings().all()
+            total = (await conn.execute(sa.select(sa.func.count()).select_from(movies))).scalar_one()
+        return [_plain(r) for r in rows], total
+
+    async def get(self, movie_id: int) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(*_MOVIE_COLUMNS).where(movies.c.id == movie_id))).mappings().first()
+            if row is None:
+                return None
+            assets = (
+                await conn.execute(
+                    sa.select(*_ASSET_COLUMNS).where(media_assets.c.movie_id == movie_id).order_by(media_assets.c.id)
+                )
+            ).mappings().all()
+        return {**_plain(row), "assets": [_plain(a) for a in assets]}
+
+    async def get_by_slug(self, slug: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(*_MOVIE_COLUMNS).where(movies.c.slug == slug))).mappings().first()
+        return None if row is None else _plain(row)
+
+    async def get_asset(self, asset_id: int) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(*_ASSET_COLUMNS).where(media_assets.c.id == asset_id))).mappings().first()
+        return None if row is None else _plain(row)
+
+    @staticmethod
+    async def insert(conn: AsyncConnection, **values: Any) -> int:
+        now = utcnow()
+        result = await conn.execute(sa.insert(movies).values(created_at=now, updated_at=now, **values))
+        return int(result.inserted_primary_key[0])
+
+    @staticmethod
+    async def insert_asset(conn: AsyncConnection, **values: Any) -> int:
+        result = await conn.execute(sa.insert(media_assets).values(created_at=utcnow(), **values))
+        return int(result.inserted_primary_key[0])
+
+    @staticmethod
+    async def update_asset(conn: AsyncConnection, asset_id: int, **values: Any) -> None:
+        await conn.execute(sa.update(media_assets).where(media_assets.c.id == asset_id).values(**values))
+
+    @staticmethod
+    async def update(conn: AsyncConnection, movie_id: int, **values: Any) -> None:
+        await conn.execute(sa.update(movies).where(movies.c.id == movie_id).values(updated_at=utcnow(), **values))

@@ -1,0 +1,111 @@
+"""Everything a worker process holds open: engine, stores, broker, repositories.
+
+Opened once per process (after Granian or Robyn forked it) and closed at
+shutdown. The profile is chosen by the settings: ``DB_HOST`` selects
+MySQL/MariaDB, ``REDIS_URL`` Redis, ``AMQP_URL`` RabbitMQ; each one left empty
+uses its embedded counterpart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vedina.config import Settings
+from vedina.storage.broker import Broker, InProcessBroker, RabbitBroker
+from vedina.storage.database import create_engine
+from vedina.storage.keyvalue import KeyValueStore, MemoryStore, RedisStore, SqlStore
+from vedina.storage.movies import MovieRepository
+from vedina.storage.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    shared: KeyValueStore  # seen by every worker (sessions, deny lists, nonces)
+    cache: KeyValueStore  # may forget; per process when embedded
+    broker: Broker
+    movies: MovieRepository
+    redis: object | None = None
+    relay: OutboxRelay | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def check(self) -> dict[str, str]:
+        """Readiness of each backing service: name -> "ok" or the error."""
+        checks = {"database": self._ping_db, "broker": self.broker.ping}
+        if self.redis is not None:
+            checks["redis"] = self.redis.ping
+        results = {}
+        for name, ping in checks.items():
+            try:
+                await asyncio.wait_for(ping(), timeout=2)
+                results[name] = "ok"
+            except Exception as exc:  # readiness reports, it does not raise
+                results[name] = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+        return results
+
+    async def _ping_db(self) -> None:
+        await SqlStore(self.engine).ping()
+
+    def start_relay(self, *, interval: float = 1.0) -> None:
+        """Relay the outbox to the broker in the background of this process."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    while await self.relay.relay_once():
+                        pass
+                except Exception:
+                    log.exception("outbox relay pass failed")
+                await asyncio.sleep(interval)
+
+        self._tasks.append(asyncio.get_running_loop().create_task(loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+async def open_resources(settings: Settings) -> Resources:
+    engine = create_engine(settings)
+    redis_client = None
+    if settings.redis_url:
+        import redis.asyncio as redis
+
+        redis_client = redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        shared: KeyValueStore = RedisStore(redis_client, prefix="vedina:")
+        cache: KeyValueStore = RedisStore(redis_client, prefix="vedina:cache:")
+    else:
+        shared = SqlStore(engine)
+        cache = MemoryStore()
+
+    resources = Resources(
+        settings=settings,
+        engine=engine,
+        shared=shared,
+        cache=cache,
+        broker=InProcessBroker({}),
+        movies=MovieRepository(engine),
+        redis=redis_client,
+    )
+    if settings.amqp_url:
+        resources.broker = RabbitBroker(settings.amqp_url, prefix=settings.amqp_queue_prefix)
+    else:
+        from vedina.jobs.registry import job_handlers
+
+        resources.broker = InProcessBroker(job_handlers(resources))
+    resources.relay = OutboxRelay(engine, resources.broker)
+    return resources

@@ -1,0 +1,76 @@
+"""The database schema: one SQLAlchemy Core metadata for MySQL/MariaDB and SQLite.
+
+Alembic migrations (``migrations/versions``) create exactly these tables; a
+test compares a migrated database with this metadata.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+movies = sa.Table(
+    "movies",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("slug", sa.String(120), nullable=False, unique=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("synopsis", sa.Text(), nullable=False, default=""),
+    sa.Column("release_year", sa.Integer(), nullable=True),
+    sa.Column("duration_seconds", sa.Integer(), nullable=True),
+    sa.Column("maturity_rating", sa.String(8), nullable=False, default="G"),
+    sa.Column("genres", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
+media_assets = sa.Table(
+    "media_assets",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # video | subtitle | poster
+    sa.Column("path", sa.String(500), nullable=False),  # relative to MEDIA_ROOT
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=True),
+    sa.Column("language", sa.String(16), nullable=True),
+    sa.Column("label", sa.String(100), nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+
+# Transactional outbox: a job is written in the same transaction as the data
+# it is about, and a relay hands it to the broker afterwards.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", sa.DateTime(), nullable=True),
+    sa.Column("published_at", sa.DateTime(), nullable=True, index=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+)
+
+# The embedded profile's shared key-value store (sessions, token deny lists,
+# nonces): every worker process sees the same rows.
+kv_entries = sa.Table(
+    "kv_entries",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.LargeBinary(), nullable=False),
+    sa.Column("expires_at", sa.BigInteger(), nullable=True, index=True),  # unix ms
+)
