@@ -5,11 +5,15 @@
 
 use pyo3::prelude::*;
 
+pub mod errors;
+pub mod range;
 pub mod router;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     router::register(m)?;
+    errors::register(m)?;
+    range::register(m)?;
     Ok(())
 }
