@@ -48,3 +48,118 @@ def parse_range(header: str, size: int, *, max_ranges: int = 16) -> list[tuple[i
     Traceback (most recent call last):
     RangeNotSatisfiable: no satisfiable range: bytes */1000
     """
+
+# ---------------------------------------------------------------------------
+# AWS SigV4 request signatures (rust_ext/src/sigv4.rs)
+# ---------------------------------------------------------------------------
+
+class SigV4Authorization:
+    """A parsed ``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``.
+
+    >>> a = parse_sigv4_authorization(request_headers["authorization"])
+    >>> secret = secrets_by_key_id[a.access_key_id]   # then verify_sigv4(...)
+    """
+
+    @property
+    def access_key_id(self) -> str: ...
+    @property
+    def date(self) -> str:
+        """Credential scope date, ``yyyymmdd``."""
+    @property
+    def region(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def signed_headers(self) -> list[str]:
+        """Lower-case header names in signing order."""
+    @property
+    def signature(self) -> str:
+        """64 lower-case hex digits: the value a replay cache remembers."""
+
+def parse_sigv4_authorization(header: str) -> SigV4Authorization:
+    """Parse a SigV4 ``Authorization`` header; raises :class:`MalformedSignature`."""
+
+def verify_sigv4(
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    secret: str,
+    *,
+    region: str,
+    service: str = "vedina",
+    now: int | None = None,
+    max_skew: int = 300,
+) -> None:
+    """Verify an AWS SigV4 (AWS4-HMAC-SHA256) signed request.
+
+    ``path`` is the raw request path as received (still percent-encoded);
+    ``query`` the raw query string without ``?``; ``headers`` every received
+    header (must contain ``Authorization``, ``Host`` and ``X-Amz-Date``);
+    ``now`` unix seconds (default: the system clock).
+
+    Returns None when valid. Raises :class:`MalformedSignature` (unparseable
+    Authorization, ``host``/``x-amz-date`` not signed, a signed header missing,
+    ``x-amz-content-sha256: UNSIGNED-PAYLOAD``: unsigned payloads are refused),
+    :class:`SignatureExpired` (``x-amz-date`` more than ``max_skew`` seconds
+    from ``now``), :class:`SignatureMismatch` (wrong secret, tampered request,
+    credential scope not ``<date of x-amz-date>/region/service``,
+    ``x-amz-content-sha256`` not the body's hash).
+
+    Replay protection is the caller's: remember
+    ``parse_sigv4_authorization(...).signature`` for ``max_skew`` seconds.
+
+    >>> auth = parse_sigv4_authorization(dict(headers)["Authorization"])
+    >>> verify_sigv4("POST", "/api/v1/movies", "a=1", headers, body,
+    ...              secret_for(auth.access_key_id), region="eu-west-1", now=int(time.time()))
+    """
+
+def sign_sigv4(
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    access_key_id: str,
+    secret: str,
+    region: str,
+    service: str = "vedina",
+    now: int | None = None,
+    content_sha256: bool = True,
+) -> list[tuple[str, str]]:
+    """Sign a request; returns the headers to add: ``x-amz-date``,
+    ``x-amz-content-sha256`` (when ``content_sha256``, default True) and
+    ``Authorization``. Every header given is signed; ``Host`` is required.
+
+    >>> extra = sign_sigv4("GET", "/api/v1/movies", "", [("Host", "api.vedina.test")], b"",
+    ...                    access_key_id="AK", secret="s3cr3t", region="eu-west-1", now=1700000000)
+    >>> [name for name, _ in extra]
+    ['x-amz-date', 'x-amz-content-sha256', 'Authorization']
+    """
+
+# ---------------------------------------------------------------------------
+# Webhook signatures (rust_ext/src/webhook.rs)
+# ---------------------------------------------------------------------------
+
+def sign_webhook(secret: bytes, timestamp: int, body: bytes) -> str:
+    """``t=<timestamp>,v1=<hex HMAC-SHA256(secret, b"<timestamp>." + body)>``.
+
+    >>> sign_webhook(b"whsec", 1700000000, b"{}")[:16]
+    't=1700000000,v1='
+    """
+
+def verify_webhook(
+    header: str, secrets: list[bytes], body: bytes, *, now: int | None = None, tolerance: int = 300
+) -> None:
+    """Verify a webhook signature header against any of ``secrets`` (rotation:
+    the header may carry several ``v1=`` values; unknown keys are ignored).
+
+    Raises :class:`MalformedSignature` (no/duplicate ``t``, no ``v1``, bad hex),
+    :class:`SignatureExpired` (``|now - t| > tolerance``, default 300 s),
+    :class:`SignatureMismatch`; ``ValueError`` if ``secrets`` is empty.
+
+    >>> h = sign_webhook(b"new", 1000, b"{}")
+    >>> verify_webhook(h, [b"old", b"new"], b"{}", now=1100)
+    """

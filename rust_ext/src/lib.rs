@@ -8,6 +8,8 @@ use pyo3::prelude::*;
 pub mod errors;
 pub mod range;
 pub mod router;
+pub mod sigv4;
+pub mod webhook;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,5 +17,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     router::register(m)?;
     errors::register(m)?;
     range::register(m)?;
+    sigv4::register(m)?;
+    webhook::register(m)?;
     Ok(())
 }
