@@ -3,6 +3,8 @@
 Each hot path has its own section; sections are merged by their owners.
 """
 
+import os
+
 # ---------------------------------------------------------------------------
 # Exceptions (rust_ext/src/errors.rs)
 # ---------------------------------------------------------------------------
@@ -162,4 +164,80 @@ def verify_webhook(
 
     >>> h = sign_webhook(b"new", 1000, b"{}")
     >>> verify_webhook(h, [b"old", b"new"], b"{}", now=1100)
+    """
+
+# ---------------------------------------------------------------------------
+# Host-tier rate limiting: GCRA over shared memory (rust_ext/src/ratelimit/)
+# ---------------------------------------------------------------------------
+
+class RateDecision:
+    """The answer of a GCRA rate limiter (frozen, comparable with ``==``)."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int:
+        """The burst: the most requests possible at once (``remaining`` counts down from it)."""
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def retry_after(self) -> float:
+        """Seconds until this request would be allowed; 0.0 when allowed."""
+    @property
+    def reset_after(self) -> float:
+        """Seconds until the key is back at its full burst."""
+    @property
+    def tracked(self) -> bool:
+        """False when the host table had no slot for the key (then ``fail_open`` decided)."""
+
+class HostRateLimiter:
+    """GCRA limiter whose state lives in a memory-mapped file shared by every
+    process of the host that opens the same ``path`` (e.g. under ``/dev/shm``):
+    exact decisions across processes, lock-free, no server round trip.
+
+    The file is created with ``capacity`` slots (16 bytes each; default 65536 =
+    1 MiB) if missing; an existing file must have the same capacity
+    (``ValueError`` otherwise). A key whose probe window (32 slots) holds only
+    live keys is not tracked: the request is allowed when ``fail_open`` (the
+    default: the cluster tier still limits, and a key flood cannot lock out
+    legitimate users), refused otherwise; ``RateDecision.tracked`` tells.
+
+    >>> rl = HostRateLimiter("/dev/shm/vedina-ratelimit", 65536)
+    >>> d = rl.check("ip:203.0.113.7", limit=10, period=1.0, burst=20)
+    >>> d.allowed, d.remaining
+    (True, 19)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], capacity: int = 65536, *, fail_open: bool = True) -> None: ...
+    def check(
+        self, key: str, *, limit: int, period: float, burst: int, cost: int = 1, now: float | None = None
+    ) -> RateDecision:
+        """Decide one request for ``key``: ``limit`` requests per ``period``
+        seconds, up to ``burst`` (>= 1) at once from idle, this one costing
+        ``cost`` (default 1; 0 inspects without consuming; > burst is a
+        ``ValueError``). ``now`` is unix seconds (default: the system clock).
+        A denied request does not consume anything.
+        """
+    def reset(self, key: str) -> None:
+        """Forget ``key``: its next request starts from a full burst."""
+    @property
+    def path(self) -> str: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def fail_open(self) -> bool: ...
+    def occupied(self) -> int:
+        """Slots holding a key (O(capacity): tests and metrics)."""
+
+def gcra_decide(
+    tat_ns: int, now_ns: int, *, limit: int, period: float, burst: int, cost: int = 1
+) -> tuple[RateDecision, int]:
+    """One pure GCRA step (formulas in rust_ext/src/ratelimit/gcra.rs, shared
+    with the cluster tier's Lua script): the decision for a key whose stored
+    TAT is ``tat_ns`` (0 = unknown key) and the TAT to store (unchanged when
+    denied).
+
+    >>> d, tat = gcra_decide(0, 10**18, limit=10, period=1.0, burst=2)
+    >>> d.allowed, d.remaining, tat - 10**18
+    (True, 1, 100000000)
     """

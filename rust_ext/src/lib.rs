@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 pub mod errors;
 pub mod range;
+pub mod ratelimit;
 pub mod router;
 pub mod sigv4;
 pub mod webhook;
@@ -17,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     router::register(m)?;
     errors::register(m)?;
     range::register(m)?;
+    ratelimit::register(m)?;
     sigv4::register(m)?;
     webhook::register(m)?;
     Ok(())
