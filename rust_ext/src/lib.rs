@@ -5,11 +5,21 @@
 
 use pyo3::prelude::*;
 
+pub mod errors;
+pub mod range;
+pub mod ratelimit;
 pub mod router;
+pub mod sigv4;
+pub mod webhook;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     router::register(m)?;
+    errors::register(m)?;
+    range::register(m)?;
+    ratelimit::register(m)?;
+    sigv4::register(m)?;
+    webhook::register(m)?;
     Ok(())
 }

@@ -1,0 +1,408 @@
+//! A fixed-capacity hash table of GCRA TATs in a memory-mapped file, shared
+//! by every process on the host that maps the same path (e.g. under
+//! `/dev/shm`), with no lock and no server: each decision is a CAS on one
+//! 64-bit word.
+//!
+//! File layout (little-endian, native atomics):
+//!
+//! ```text
+//! offset 0   u64 magic "VEDGCRA1"
+//!        8   u64 version (1)
+//!        16  u64 capacity (slots)
+//!        24  40 bytes reserved (header is 64 bytes)
+//!        64  capacity x slot { AtomicU64 key_hash (0 = empty), AtomicU64 tat_ns }
+//! ```
+//!
+//! The file is created complete under a temporary name and published with
+//! `link(2)`, which fails if the path exists: a process never maps a
+//! half-initialised table, and concurrent creators agree on one file.
+//!
+//! Slots: open addressing with linear probing over at most [`MAX_PROBE`]
+//! slots from `fastrange(hash)`. A lookup walks the window:
+//!
+//! * key == hash: found;
+//! * key == 0: the chain ends; claim it with CAS(0 -> hash) (a failed CAS is
+//!   re-read: another process may have just claimed it for the same key);
+//! * another key whose TAT <= now (that key is back at full burst, forgetting
+//!   it changes no decision): reclaimable. The first one met is reclaimed if
+//!   the key is not found in the window and no empty slot precedes it.
+//!
+//! Reclaiming uses a marker so that a process still working on the old key
+//! cannot write its TAT into the new key's slot: CAS(tat: old -> RECLAIMING),
+//! store key = new hash, store tat = 0. A TAT update loads the TAT, then checks
+//! the key, then CASes the TAT: if the slot was reclaimed meanwhile, either the
+//! key check or the CAS fails and the lookup restarts.
+//!
+//! Known limits (documented, not hidden):
+//! * two processes inserting the same NEW key at the same instant, while an
+//!   expired slot's TAT lies between their two clock readings, may place it
+//!   in two slots; that key then gets up to one extra burst, once;
+//! * a process killed between the two stores of a reclaim (a few instructions)
+//!   leaves that slot marked until the file is recreated;
+//! * keys are hashed to 64 bits (SipHash-1-3, fixed key): two keys with the
+//!   same hash share a limit (probability ~ n^2 / 2^65).
+
+use std::fs::{File, OpenOptions};
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use memmap2::MmapMut;
+use siphasher::sip::SipHasher13;
+
+use super::gcra::{self, Decision, Params};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"VEDGCRA1");
+const VERSION: u64 = 1;
+const HEADER_BYTES: usize = 64;
+const SLOT_BYTES: usize = 16;
+/// Longest probe sequence: bounds the work per decision. A key whose window
+/// holds only live other keys finds the table "full".
+pub const MAX_PROBE: usize = 32;
+/// TAT value of a slot being handed to another key.
+const RECLAIMING: u64 = u64::MAX;
+/// Fixed SipHash key: the hash must be the same in every process and every build.
+const HASH_KEY: (u64, u64) = (0x7665_6469_6e61_2d72, 0x6174_656c_696d_6974);
+
+#[derive(Debug)]
+pub enum ShmError {
+    Io(std::io::Error),
+    /// The file exists but is not a table of this version or capacity.
+    Incompatible(String),
+    InvalidCapacity,
+}
+
+impl From<std::io::Error> for ShmError {
+    fn from(e: std::io::Error) -> Self {
+        ShmError::Io(e)
+    }
+}
+
+/// What happens when no slot can be found for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Allow the request untracked (the cluster tier still limits).
+    Allow,
+    /// Deny it.
+    Deny,
+}
+
+/// The outcome of [`SharedTable::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    pub decision: Decision,
+    /// False when the table had no slot for the key (decision from [`OnFull`]).
+    pub tracked: bool,
+}
+
+/// The 64-bit hash of a key; never 0 (0 marks an empty slot).
+pub fn key_hash(key: &str) -> u64 {
+    let mut h = SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1);
+    h.write(key.as_bytes());
+    h.finish().max(1)
+}
+
+pub struct SharedTable {
+    _map: MmapMut,
+    base: NonNull<AtomicU64>,
+    capacity: usize,
+}
+
+// SAFETY: the mapping is only accessed through `AtomicU64`s, which are safe
+// to share between threads; `base` points into `_map`, which lives as long as
+// the table and never moves.
+unsafe impl Send for SharedTable {}
+unsafe impl Sync for SharedTable {}
+
+impl SharedTable {
+    /// Open the table at `path`, creating it with `capacity` slots if missing.
+    /// An existing file must have the same capacity.
+    pub fn open(path: &Path, capacity: usize) -> Result<SharedTable, ShmError> {
+        if capacity == 0 || capacity > (1 << 40) {
+            return Err(ShmError::InvalidCapacity);
+        }
+        let len = HEADER_BYTES + capacity * SLOT_BYTES;
+        if !path.exists() {
+            Self::create(path, capacity, len)?;
+        }
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let actual = file.metadata()?.len();
+        if actual < HEADER_BYTES as u64 {
+            return Err(ShmError::Incompatible(format!("{} is too short for a rate-limit table", path.display())));
+        }
+        // SAFETY: the file is shared with other processes on purpose; all
+        // accesses after the header check go through atomics.
+        let mut map = unsafe { MmapMut::map_mut(&file)? };
+        let word = |i: usize| u64::from_ne_bytes(map[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        if word(0) != MAGIC || word(1) != VERSION {
+            return Err(ShmError::Incompatible(format!("{} is not a version {VERSION} rate-limit table", path.display())));
+        }
+        if word(2) != capacity as u64 || actual != len as u64 {
+            return Err(ShmError::Incompatible(format!(
+                "{} has capacity {}, not {capacity}",
+                path.display(),
+                word(2)
+            )));
+        }
+        let base = NonNull::new(map.as_mut_ptr().wrapping_add(HEADER_BYTES).cast::<AtomicU64>()).expect("mmap is not null");
+        Ok(SharedTable { _map: map, base, capacity })
+    }
+
+    fn create(path: &Path, capacity: usize, len: usize) -> Result<(), ShmError> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let result = (|| -> Result<(), ShmError> {
+            let mut f: File = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            let mut header = [0u8; HEADER_BYTES];
+            header[0..8].copy_from_slice(&MAGIC.to_ne_bytes());
+            header[8..16].copy_from_slice(&VERSION.to_ne_bytes());
+            header[16..24].copy_from_slice(&(capacity as u64).to_ne_bytes());
+            f.write_all(&header)?;
+            f.set_len(len as u64)?; // zero-filled: every slot empty
+            match std::fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()), // another process won
+                Err(e) => Err(e.into()),
+            }
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn key_at(&self, slot: usize) -> &AtomicU64 {
+        debug_assert!(slot < self.capacity);
+        // SAFETY: slot < capacity, so the word is inside the mapping (whose
+        // length was checked in `open`); the offset is a multiple of 8 from a
+        // page-aligned base, as AtomicU64 requires; the mapping outlives &self.
+        unsafe { &*self.base.as_ptr().add(slot * 2) }
+    }
+
+    fn tat_at(&self, slot: usize) -> &AtomicU64 {
+        debug_assert!(slot < self.capacity);
+        // SAFETY: as in `key_at`, for the second word of the slot.
+        unsafe { &*self.base.as_ptr().add(slot * 2 + 1) }
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        // Lemire's fastrange: uniform over any capacity, no modulo.
+        ((hash as u128 * self.capacity as u128) >> 64) as usize
+    }
+
+    fn window(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let home = self.home(hash);
+        (0..MAX_PROBE.min(self.capacity)).map(move |i| (home + i) % self.capacity)
+    }
+
+    /// The slot holding `hash`, if any.
+    fn find(&self, hash: u64) -> Option<usize> {
+        for slot in self.window(hash) {
+            match self.key_at(slot).load(SeqCst) {
+                k if k == hash => return Some(slot),
+                0 => return None, // chains never have holes: slots are never emptied
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The slot for `hash`, claiming an empty or reclaimable one if needed.
+    fn find_or_claim(&self, hash: u64, now: u64) -> Option<usize> {
+        'retry: for _ in 0..MAX_PROBE {
+            let mut reclaimable = None;
+            for slot in self.window(hash) {
+                let key = self.key_at(slot).load(SeqCst);
+                if key == hash {
+                    return Some(slot);
+                }
+                if key == 0 {
+                    if let Some(slot) = reclaimable {
+                        if self.reclaim(slot, hash, now) {
+                            return Some(slot);
+                        }
+                        continue 'retry;
+                    }
+                    match self.key_at(slot).compare_exchange(0, hash, SeqCst, SeqCst) {
+                        Ok(_) => return Some(slot),
+                        Err(k) if k == hash => return Some(slot),
+                        Err(_) => continue 'retry, // lost the slot to another key: rescan
+                    }
+                }
+                let tat = self.tat_at(slot).load(SeqCst);
+                if reclaimable.is_none() && tat != RECLAIMING && tat <= now {
+                    reclaimable = Some(slot);
+                }
+            }
+            // Window full of other keys: take the first expired one, if any.
+            return match reclaimable {
+                Some(slot) if self.reclaim(slot, hash, now) => Some(slot),
+                Some(_) => continue 'retry,
+                None => None,
+            };
+        }
+        None
+    }
+
+    /// Hand `slot` (another key's, expired) to `hash`.
+    fn reclaim(&self, slot: usize, hash: u64, now: u64) -> bool {
+        let tat = self.tat_at(slot).load(SeqCst);
+        if tat == RECLAIMING || tat > now {
+            return false;
+        }
+        if self.tat_at(slot).compare_exchange(tat, RECLAIMING, SeqCst, SeqCst).is_err() {
+            return false;
+        }
+        // We own the slot until the TAT is stored again. The old TAT was in
+        // the past, so 0 ("full burst") describes the new key exactly.
+        self.key_at(slot).store(hash, SeqCst);
+        self.tat_at(slot).store(0, SeqCst);
+        true
+    }
+
+    /// Decide a request for `key` at `now_ns` and record it when allowed.
+    pub fn check(&self, key: &str, now_ns: u64, params: &Params, on_full: OnFull) -> Checked {
+        let hash = key_hash(key);
+        'lookup: for _ in 0..1000 {
+            let Some(slot) = self.find_or_claim(hash, now_ns) else { break };
+            loop {
+                let tat = self.tat_at(slot).load(SeqCst);
+                if tat == RECLAIMING {
+                    std::hint::spin_loop();
+                    continue 'lookup;
+                }
+                // Load the key after the TAT: if the slot was handed to another
+                // key, either this check or the CAS below fails.
+                if self.key_at(slot).load(SeqCst) != hash {
+                    continue 'lookup;
+                }
+                let decision = gcra::decide(tat, now_ns, params);
+                // A denied request (or cost 0) leaves the TAT alone.
+                if !decision.allowed || params.cost == 0 {
+                    return Checked { decision, tracked: true };
+                }
+                if self.tat_at(slot).compare_exchange_weak(tat, decision.new_tat_ns, SeqCst, SeqCst).is_ok() {
+                    return Checked { decision, tracked: true };
+                }
+            }
+        }
+        let untracked = gcra::decide(0, now_ns, params);
+        let decision = match on_full {
+            OnFull::Allow => untracked,
+            OnFull::Deny => Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after_ns: params.interval_ns * params.cost.max(1),
+                new_tat_ns: 0,
+                ..untracked
+            },
+        };
+        Checked { decision, tracked: false }
+    }
+
+    /// Forget `key`: its next request starts from a full burst.
+    pub fn reset(&self, key: &str) {
+        let hash = key_hash(key);
+        if let Some(slot) = self.find(hash) {
+            let tat = self.tat_at(slot);
+            let mut current = tat.load(SeqCst);
+            // Set 0 unless the slot is being reclaimed (then the key is gone anyway).
+            while current != RECLAIMING && self.key_at(slot).load(SeqCst) == hash {
+                match tat.compare_exchange_weak(current, 0, SeqCst, SeqCst) {
+                    Ok(_) => break,
+                    Err(now) => current = now,
+                }
+            }
+        }
+    }
+
+    /// Slots currently holding a key (for tests and metrics; O(capacity)).
+    pub fn occupied(&self) -> usize {
+        (0..self.capacity).filter(|&s| self.key_at(s).load(SeqCst) != 0).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("vedina-shm-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn create_reopen_and_share() {
+        let path = temp_path("reopen");
+        let p = Params::new(10, S, 3, 1).unwrap();
+        let a = SharedTable::open(&path, 64).unwrap();
+        let b = SharedTable::open(&path, 64).unwrap(); // a second mapping, as another process would
+        let now = 100 * S;
+        assert!(a.check("k", now, &p, OnFull::Deny).decision.allowed);
+        assert!(b.check("k", now, &p, OnFull::Deny).decision.allowed);
+        assert!(a.check("k", now, &p, OnFull::Deny).decision.allowed);
+        let c = b.check("k", now, &p, OnFull::Deny);
+        assert!(c.tracked && !c.decision.allowed);
+        assert!(matches!(SharedTable::open(&path, 128), Err(ShmError::Incompatible(_))));
+        b.reset("k");
+        assert!(a.check("k", now, &p, OnFull::Deny).decision.allowed);
+        let garbage = temp_path("garbage");
+        std::fs::write(&garbage, vec![7u8; 200]).unwrap();
+        assert!(matches!(SharedTable::open(&garbage, 1), Err(ShmError::Incompatible(_))));
+        let _ = std::fs::remove_file(&garbage);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn collisions_full_window_and_reclaim() {
+        // Capacity 4 < MAX_PROBE: every key shares one window of 4 slots.
+        let path = temp_path("full");
+        let t = SharedTable::open(&path, 4).unwrap();
+        let p = Params::new(1, S, 1, 1).unwrap(); // one per second
+        let now = 1_000 * S;
+        for k in ["a", "b", "c", "d"] {
+            assert!(t.check(k, now, &p, OnFull::Deny).decision.allowed);
+        }
+        assert_eq!(t.occupied(), 4);
+        // each key keeps its own state despite sharing the window
+        for k in ["a", "b", "c", "d"] {
+            assert!(!t.check(k, now, &p, OnFull::Deny).decision.allowed);
+        }
+        // full: a fifth live key is refused or allowed per policy, untracked
+        let full = t.check("e", now, &p, OnFull::Deny);
+        assert!(!full.tracked && !full.decision.allowed);
+        let open = t.check("e", now, &p, OnFull::Allow);
+        assert!(!open.tracked && open.decision.allowed);
+        // one second later every TAT is in the past: "e" reclaims a slot and
+        // starts from a full burst; the reclaimed key also starts fresh later.
+        let later = now + S;
+        let e = t.check("e", later, &p, OnFull::Deny);
+        assert!(e.tracked && e.decision.allowed);
+        assert!(!t.check("e", later, &p, OnFull::Deny).decision.allowed);
+        assert_eq!(t.occupied(), 4);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn threads_make_exact_decisions() {
+        let path = temp_path("threads");
+        let t = std::sync::Arc::new(SharedTable::open(&path, 1024).unwrap());
+        let p = Params::new(100, S, 50, 1).unwrap();
+        let now = 5_000 * S;
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || (0..1000).filter(|_| t.check("hot", now, &p, OnFull::Deny).decision.allowed).count())
+            })
+            .collect();
+        let allowed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(allowed, 50);
+        let _ = std::fs::remove_file(&path);
+    }
+}
