@@ -5,11 +5,13 @@
 
 use pyo3::prelude::*;
 
+pub mod jwt;
 pub mod router;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     router::register(m)?;
+    jwt::register(m)?;
     Ok(())
 }
