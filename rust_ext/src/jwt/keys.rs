@@ -60,10 +60,6 @@ impl Algorithm {
             Algorithm::EdDSA => "EdDSA",
         }
     }
-
-    fn is_hmac(self) -> bool {
-        matches!(self, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-    }
 }
 
 /// A keyed HMAC state. Keeping the keyed state (rather than the raw secret)
@@ -364,11 +360,6 @@ fn parse_alg(alg: &str) -> Result<Algorithm> {
     }
 }
 
-/// Whether `alg` names an HMAC algorithm (used by tests and docs).
-pub fn is_hmac_alg(alg: Algorithm) -> bool {
-    alg.is_hmac()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -422,7 +413,6 @@ kJCzhDeweblLb0iImE4MB44=
         }
         assert!(Algorithm::parse("none").is_none());
         assert!(Algorithm::parse("hs256").is_none());
-        assert!(is_hmac_alg(Algorithm::HS384) && !is_hmac_alg(Algorithm::RS256));
     }
 
     #[test]
