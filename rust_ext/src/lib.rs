@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 pub mod errors;
+pub mod jwt;
 pub mod range;
 pub mod ratelimit;
 pub mod router;
@@ -21,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ratelimit::register(m)?;
     sigv4::register(m)?;
     webhook::register(m)?;
+    jwt::register(m)?;
     Ok(())
 }
