@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 from robyn import Robyn, SubRouter
@@ -22,7 +23,7 @@ from vedina.state import AppState
 
 log = logging.getLogger(__name__)
 
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def on_exception(exc: Exception):
@@ -63,12 +64,22 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
     movie_routes = _sub_router("/api/movies", ["movies"])
     movies.register(movie_routes, state)
     app.include_router(movie_routes)
+    _add_head_routes(app)
     _register_not_found(app)
 
     app.startup_handler(state.startup)
     app.shutdown_handler(state.shutdown)
     app.state = state
     return app
+
+
+def _add_head_routes(app: Robyn) -> None:
+    """HEAD for every GET route (RFC 9110 §9.3.2): Robyn's server does not map
+    HEAD to GET by itself; both servers drop the body of a HEAD answer."""
+    for route in list(app.router.get_routes()):
+        if str(route.route_type) == "HttpMethod.GET":
+            original = inspect.unwrap(route.function.handler)
+            app.add_route("HEAD", route.route, original, include_in_schema=False)
 
 
 def _register_not_found(app: Robyn) -> None:

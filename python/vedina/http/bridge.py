@@ -189,9 +189,6 @@ class RSGIBridge:
             request = result if result is not None else request
 
         matched = self._routes.lookup(method, path)
-        if matched is None and method == "HEAD":
-            # HEAD is GET without the body (RFC 9110 §9.3.2); _send drops the body.
-            matched = self._routes.lookup("GET", path)
         if matched is None:
             return Response(404, Headers({"content-type": "text/plain"}), b"Not Found")
         index, request.path_params = matched

@@ -1,0 +1,16 @@
+.PHONY: run test bench services clean
+
+run:        ## build, migrate, load demo movies and serve on :8000 (embedded storage)
+	bash scripts/run.sh
+
+test:       ## start MariaDB/Redis/RabbitMQ, build, cargo test + pytest
+	bash scripts/test.sh
+
+bench:      ## benchmarks (pytest-benchmark + load runs); prints ratios
+	bash scripts/bench.sh
+
+services:   ## only start the services
+	bash scripts/services.sh
+
+clean:
+	rm -rf .venv target var .pytest_cache

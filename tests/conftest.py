@@ -1,0 +1,239 @@
+"""Shared fixtures: storage profiles, and live servers started as real processes.
+
+Every storage-facing test runs twice, on the embedded profile (SQLite file,
+in-process cache and jobs) and on the real one (MariaDB, Redis, RabbitMQ
+started by scripts/services.sh). The real profile is selected by the
+VEDINA_TEST_* variables that scripts/test.sh exports; without them (a quick
+local run) those cases are skipped, and in CI they are required.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from vedina.config import Settings, load_settings
+
+PROFILES = ["embedded", "real"]
+SERVERS = ["granian", "robyn"]
+VEDINA = str(Path(sys.executable).with_name("vedina"))
+
+
+def real_services_available() -> bool:
+    return bool(os.environ.get("VEDINA_TEST_DB_HOST"))
+
+
+def profile_env(profile: str, data_dir: Path, *, database: str, redis_db: int, amqp_prefix: str) -> dict[str, str]:
+    env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "VEDINA_ENV": "test"}
+    if profile == "real":
+        env.update(
+            DB_HOST=os.environ["VEDINA_TEST_DB_HOST"],
+            DB_NAME=database,
+            DB_USER="vedina",
+            DB_PASSWORD=os.environ.get("VEDINA_TEST_DB_PASSWORD", ""),
+            REDIS_URL=f"{os.environ['VEDINA_TEST_REDIS']}/{redis_db}",
+            AMQP_URL=os.environ["VEDINA_TEST_AMQP"],
+            AMQP_QUEUE_PREFIX=amqp_prefix,
+        )
+    return env
+
+
+def require_profile(profile: str) -> None:
+    if profile == "real" and not real_services_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the real profile: use scripts/test.sh")
+        pytest.skip("real services not configured (run scripts/test.sh)")
+
+
+async def reset_database(settings: Settings) -> None:
+    """Fresh schema: downgrade to nothing, then migrate to head."""
+    from vedina.storage.migrate import downgrade, upgrade
+
+    await downgrade(settings, "base")
+    await upgrade(settings)
+
+
+# -- storage profiles (in-process) ------------------------------------------------
+
+_migrated: set[str] = set()
+
+
+@pytest.fixture(params=PROFILES)
+def profile(request) -> str:
+    require_profile(request.param)
+    return request.param
+
+
+@pytest.fixture
+async def settings(profile: str, tmp_path: Path) -> Settings:
+    env = profile_env(profile, tmp_path, database="vedina_test", redis_db=2, amqp_prefix=f"vt-{uuid.uuid4().hex[:8]}")
+    settings = load_settings(env)
+    if profile == "embedded":
+        from vedina.storage.migrate import upgrade
+
+        await upgrade(settings)
+        return settings
+    if "real" not in _migrated:
+        await reset_database(settings)
+        _migrated.add("real")
+    from vedina.storage.database import create_engine
+    from vedina.storage.schema import metadata
+
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            await conn.execute(sa.delete(table))
+    await engine.dispose()
+    import redis.asyncio as redis
+
+    client = redis.from_url(settings.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    return settings
+
+
+@pytest.fixture
+async def resources(settings: Settings):
+    from vedina.storage.resources import open_resources
+
+    res = await open_resources(settings)
+    yield res
+    await res.close()
+
+
+# -- live servers (real processes) ------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(base_url: str, process: subprocess.Popen, *, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} not healthy after {timeout}s")
+
+
+class LiveServer:
+    def __init__(self, *, server: str, env: dict[str, str], workers: int = 2) -> None:
+        self.server = server
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.process = subprocess.Popen(
+            [VEDINA, "serve", "--server", server, "--workers", str(workers), "--port", str(self.port)],
+            env={**os.environ, **env},
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(env["DATA_DIR"]) / f"{server}-{self.port}.log", "wb"),
+        )
+        wait_until_healthy(self.base_url, self.process)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def run_cli(env: dict[str, str], *args: str) -> None:
+    subprocess.run([VEDINA, *args], env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+
+
+def wait_for_probe_jobs(settings: Settings, *, timeout: float = 30) -> None:
+    """Block until `vedina worker` has run the demo's media.probe jobs from RabbitMQ."""
+    import asyncio
+
+    from vedina.storage.database import create_engine
+    from vedina.storage.schema import movies
+
+    async def pending() -> int:
+        engine = create_engine(settings)
+        async with engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(movies).where(movies.c.duration_seconds.is_(None))
+            count = (await conn.execute(query)).scalar_one()
+        await engine.dispose()
+        return count
+
+    deadline = time.monotonic() + timeout
+    while asyncio.run(pending()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("vedina worker did not run the media.probe jobs")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def live_data(tmp_path_factory) -> Iterator:
+    """Per profile: a migrated database with the demo movies (and, on the real
+    profile, a `vedina worker` that runs the queued probe jobs)."""
+    prepared: dict[str, dict[str, str]] = {}
+    workers: list[subprocess.Popen] = []
+
+    def get(profile: str) -> dict[str, str]:
+        require_profile(profile)
+        if profile not in prepared:
+            env = profile_env(
+                profile, tmp_path_factory.mktemp(f"live-{profile}"),
+                database="vedina_live", redis_db=1, amqp_prefix="vedina-live",
+            )
+            if profile == "real":
+                import asyncio
+
+                import redis
+
+                asyncio.run(reset_database(load_settings(env)))
+                redis.from_url(env["REDIS_URL"]).flushdb()
+            else:
+                run_cli(env, "migrate")
+            run_cli(env, "demo-data")
+            if profile == "real":
+                workers.append(subprocess.Popen([VEDINA, "worker"], env={**os.environ, **env}, start_new_session=True,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                wait_for_probe_jobs(load_settings(env))
+            prepared[profile] = env
+        return prepared[profile]
+
+    yield get
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_servers(live_data) -> Iterator:
+    """``live_servers(server, profile)`` -> a running LiveServer, started once per session."""
+    running: dict[tuple[str, str], LiveServer] = {}
+
+    def get(server: str, profile: str) -> LiveServer:
+        key = (server, profile)
+        if key not in running:
+            running[key] = LiveServer(server=server, env=live_data(profile))
+        return running[key]
+
+    yield get
+    for live in running.values():
+        live.stop()
