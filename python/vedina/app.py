@@ -23,6 +23,11 @@ from vedina.state import AppState
 
 log = logging.getLogger(__name__)
 
+# One SubRouter per resource: (prefix, OpenAPI tags, module with register(router, state)).
+RESOURCE_ROUTERS = [
+    ("/api/movies", ["movies"], movies),
+]
+
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -54,16 +59,19 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
     state = AppState(settings)
     app.exception(on_exception)
 
+    app.before_request()(middleware.start_timer)
     app.before_request()(middleware.assign_request_id)
     app.before_request()(middleware.body_limit(settings.max_body_bytes))
     app.after_request()(middleware.standard_headers)
+    app.after_request()(middleware.record_metrics)
     if server == "robyn":
         app.after_request()(sendfile.inline)
 
     health.register(app, state)
-    movie_routes = _sub_router("/api/movies", ["movies"])
-    movies.register(movie_routes, state)
-    app.include_router(movie_routes)
+    for prefix, tags, module in RESOURCE_ROUTERS:
+        router = _sub_router(prefix, tags)
+        module.register(router, state)
+        app.include_router(router)
     _add_head_routes(app)
     _register_not_found(app)
 

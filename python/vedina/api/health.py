@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from robyn import Robyn
+from robyn import Headers, Response, Robyn
 
 from vedina import __version__
 from vedina.http.responses import json_response
+from vedina.metrics import exposition
 from vedina.state import AppState
 
 
@@ -13,6 +14,11 @@ def register(app: Robyn, state: AppState) -> None:
     @app.get("/health", openapi_name="Liveness (no I/O)", openapi_tags=["operations"])
     def health():
         return json_response({"status": "ok", "version": __version__, "api_version": state.settings.api_version})
+
+    @app.get("/metrics", openapi_name="Prometheus metrics of all workers", openapi_tags=["operations"])
+    def metrics():
+        body, content_type = exposition()
+        return Response(200, Headers({"content-type": content_type}), body)
 
     @app.get("/ready", openapi_name="Readiness of database, cache and broker", openapi_tags=["operations"])
     async def ready():

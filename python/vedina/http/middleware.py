@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 from robyn import Request, Response
 
 from vedina.errors import PayloadTooLarge
 from vedina.logs import request_id_var
+from vedina.metrics import LATENCY, REQUESTS, route_group
 from vedina.http.responses import apply_standard_headers, error_response
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID = "x-request-id"
+# Internal: when the request entered the app (set by start_timer, overwritten if a client sends it).
+_STARTED = "x-vedina-started"
 # A client-chosen id is kept only if it is short and plain, so it cannot
 # inject anything into logs or headers.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -54,3 +58,17 @@ def body_limit(max_body_bytes: int):
 
 def standard_headers(request: Request, response: Response) -> Response:
     return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)
+
+
+def start_timer(request: Request) -> Request:
+    request.headers.set(_STARTED, repr(time.perf_counter()))
+    return request
+
+
+def record_metrics(request: Request, response: Response) -> Response:
+    started = request.headers.get(_STARTED)
+    route = route_group(request.url.path)
+    REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    if started:
+        LATENCY.labels(request.method, route).observe(time.perf_counter() - float(started))
+    return response

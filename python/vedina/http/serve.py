@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from vedina.config import Settings
 
 
+def prepare_multiprocess_dir(data_dir: str, port: int) -> None:
+    """Give worker processes a fresh prometheus multiprocess directory.
+
+    Must run before anything imports prometheus_client (it picks its storage
+    mode at import), so this module does not import vedina.metrics.
+    """
+    path = Path(data_dir, f"metrics-{port}").resolve()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def serve_granian(settings: Settings) -> None:
+    prepare_multiprocess_dir(settings.data_dir, settings.port)
     from granian.constants import Interfaces
     from granian.server import Server
 
@@ -28,6 +45,7 @@ def serve_granian(settings: Settings) -> None:
 
 
 def serve_robyn(settings: Settings) -> None:
+    prepare_multiprocess_dir(settings.data_dir, settings.port)
     from vedina.app import create_app
     from vedina.logs import configure_logging
 
