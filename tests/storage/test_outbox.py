@@ -1,0 +1,132 @@
+"""Transactional outbox and brokers: in-process (embedded) and RabbitMQ (real)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from vedina.storage.broker import InProcessBroker, RabbitBroker
+from vedina.storage.outbox import MAX_ATTEMPTS, OutboxRelay, enqueue
+from vedina.storage.schema import outbox
+
+
+class Recorder:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.seen: list[dict] = []
+        self.fail_times = fail_times
+
+    async def __call__(self, payload: dict) -> None:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise RuntimeError("handler failed")
+        self.seen.append(payload)
+
+
+async def test_job_exists_only_if_its_transaction_commits(resources):
+    async with resources.engine.begin() as conn:
+        await enqueue(conn, topic="test.topic", payload={"n": 1})
+    with pytest.raises(ZeroDivisionError):
+        async with resources.engine.begin() as conn:
+            await enqueue(conn, topic="test.topic", payload={"n": 2})
+            1 / 0
+    relay = OutboxRelay(resources.engine, InProcessBroker({}))
+    assert await relay.pending() == 1
+
+
+async def test_relay_runs_in_process_handlers_once(resources):
+    recorder = Recorder()
+    relay = OutboxRelay(resources.engine, InProcessBroker({"test.topic": recorder}))
+    async with resources.engine.begin() as conn:
+        for n in range(3):
+            await enqueue(conn, topic="test.topic", payload={"n": n})
+    assert await relay.relay_once() == 3
+    assert await relay.relay_once() == 0
+    assert [p["n"] for p in recorder.seen] == [0, 1, 2]
+    assert await relay.pending() == 0
+
+
+async def test_two_relays_never_publish_a_row_twice(resources):
+    recorder = Recorder()
+    broker = InProcessBroker({"test.topic": recorder})
+    async with resources.engine.begin() as conn:
+        for n in range(40):
+            await enqueue(conn, topic="test.topic", payload={"n": n})
+    relays = [OutboxRelay(resources.engine, broker, batch_size=7) for _ in range(2)]
+
+    async def drain(relay):
+        while await relay.relay_once():
+            pass
+
+    await asyncio.gather(*(drain(r) for r in relays))
+    assert sorted(p["n"] for p in recorder.seen) == list(range(40))
+
+
+async def test_failed_job_is_retried_then_parked_with_its_error(resources):
+    flaky = Recorder(fail_times=1)
+    relay = OutboxRelay(resources.engine, InProcessBroker({"flaky": flaky, "broken": Recorder(fail_times=99)}))
+    async with resources.engine.begin() as conn:
+        await enqueue(conn, topic="flaky", payload={"n": 1})
+        await enqueue(conn, topic="broken", payload={"n": 2})
+    for _ in range(MAX_ATTEMPTS + 1):
+        await relay.relay_once()
+    assert flaky.seen == [{"n": 1}]
+    async with resources.engine.connect() as conn:
+        parked = (await conn.execute(sa.select(outbox).where(outbox.c.topic == "broken"))).mappings().one()
+    assert parked["published_at"] is None
+    assert parked["attempts"] == MAX_ATTEMPTS
+    assert "handler failed" in parked["last_error"]
+
+
+@pytest.fixture
+async def rabbit(settings):
+    if not settings.amqp_url:
+        pytest.skip("RabbitMQ is the real profile's broker")
+    broker = RabbitBroker(settings.amqp_url, prefix=f"vt-{uuid.uuid4().hex[:8]}")
+    await broker.connect()
+    yield broker
+    channel = broker._channel
+    await channel.queue_delete(broker.queue_name)
+    await channel.queue_delete(broker.dead_queue_name)
+    await broker.close()
+
+
+async def test_rabbitmq_round_trip_through_the_outbox(resources, rabbit):
+    async with resources.engine.begin() as conn:
+        await enqueue(conn, topic="test.topic", payload={"movie": 7})
+    assert await OutboxRelay(resources.engine, rabbit).relay_once() == 1
+
+    recorder, stop = Recorder(), asyncio.Event()
+
+    async def handle(payload):
+        await recorder(payload)
+        stop.set()
+
+    await asyncio.wait_for(rabbit.consume({"test.topic": handle}, stop=stop), timeout=10)
+    assert recorder.seen == [{"movie": 7}]
+
+
+async def test_rabbitmq_failed_job_goes_to_the_dead_letter_queue(rabbit):
+    await rabbit.publish("test.topic", {"poison": True}, message_id="m-1")
+    stop = asyncio.Event()
+
+    async def explode(payload):
+        stop.set()
+        raise ValueError("cannot process")
+
+    await asyncio.wait_for(rabbit.consume({"test.topic": explode}, stop=stop), timeout=10)
+    dead = await rabbit._channel.declare_queue(rabbit.dead_queue_name, durable=True, passive=True)
+    message = None
+    for _ in range(40):
+        message = await dead.get(no_ack=True, fail=False)
+        if message is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert message is not None
+    assert orjson.loads(message.body) == {"topic": "test.topic", "payload": {"poison": True}}
+    assert message.message_id == "m-1"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT

@@ -1,0 +1,61 @@
+"""Settings: every variable parsed once, bad values named, production refuses weak secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from vedina.config import ENV_VARS, ConfigError, Settings, load_settings
+
+
+def test_defaults_select_the_embedded_profile():
+    settings = load_settings({})
+    assert settings.storage_profile == "embedded"
+    assert settings.port == 8000
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert len(settings.session_secret) >= 32  # a random per-run development secret
+
+
+def test_db_host_selects_mysql_without_putting_the_password_in_the_url():
+    settings = load_settings({"DB_HOST": "db.internal", "DB_PASSWORD": "s3cret", "DB_NAME": "catalog"})
+    assert settings.storage_profile == "real"
+    assert settings.database_url == "mysql+asyncmy://vedina@db.internal:3306/catalog?charset=utf8mb4"
+    assert "s3cret" not in settings.database_url
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"WORKERS": "-1"}, "WORKERS"),
+        ({"CLUSTER_ENABLED": "maybe"}, "CLUSTER_ENABLED"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"SERVER": "apache"}, "SERVER"),
+        ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE"),
+    ],
+)
+def test_bad_values_name_the_variable(env, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env)
+
+
+@pytest.mark.parametrize("secret", ["", "change-me", "short-but-not-default"])
+def test_production_refuses_default_or_short_secret(secret):
+    with pytest.raises(ConfigError, match="SESSION_SECRET"):
+        load_settings({"VEDINA_ENV": "production", "SESSION_SECRET": secret})
+
+
+def test_production_accepts_a_long_random_secret():
+    settings = load_settings({"VEDINA_ENV": "production", "SESSION_SECRET": "x" * 16 + "9f8e7d6c5b4a39281706f5e4d3c2b1a0"})
+    assert settings.env == "production"
+
+
+def test_cluster_disabled_means_one_worker():
+    assert load_settings({"CLUSTER_ENABLED": "false", "WORKERS": "8"}).worker_count == 1
+    assert load_settings({"WORKERS": "3"}).worker_count == 3
+
+
+def test_every_variable_maps_to_a_settings_field():
+    fields = set(Settings.__struct_fields__)
+    assert set(ENV_VARS.values()) <= fields
