@@ -20,19 +20,18 @@ def _alembic_config(connection) -> Config:
     return config
 
 
-async def upgrade(settings: Settings, revision: str = "head") -> None:
+async def _run(settings: Settings, operation, revision: str) -> None:
     engine = create_engine(settings)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), revision))
+            await conn.run_sync(lambda sync_conn: operation(_alembic_config(sync_conn), revision))
     finally:
         await engine.dispose()
+
+
+async def upgrade(settings: Settings, revision: str = "head") -> None:
+    await _run(settings, command.upgrade, revision)
 
 
 async def downgrade(settings: Settings, revision: str) -> None:
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda sync_conn: command.downgrade(_alembic_config(sync_conn), revision))
-    finally:
-        await engine.dispose()
+    await _run(settings, command.downgrade, revision)
