@@ -14,7 +14,8 @@ from robyn.argument_parser import Config
 
 from vedina.api import health, movies
 from vedina.config import Settings, load_settings
-from vedina.errors import AppError, NotFound
+from vedina._native import Router
+from vedina.errors import AppError, MethodNotAllowed, NotFound
 from vedina.http import middleware, sendfile
 from vedina.http.bridge import RSGIBridge
 from vedina.http.responses import error_response
@@ -91,7 +92,19 @@ def _add_head_routes(app: Robyn) -> None:
 
 
 def _register_not_found(app: Robyn) -> None:
+    """A catch-all answering 405 (with ``Allow``) for a known path with another
+    method, else 404 — in the common error shape, on both servers."""
+    known = Router()
+    for index, route in enumerate(app.router.get_routes()):
+        known.insert(str(route.route_type).removeprefix("HttpMethod."), route.route, index)
+
     def not_found(request):
+        allowed = known.allowed_methods(request.url.path)
+        if allowed:
+            return error_response(
+                MethodNotAllowed(f"{request.method} is not allowed here", details={"allowed": allowed},
+                                 headers={"allow": ", ".join(allowed)})
+            )
         return error_response(NotFound(f"No route for {request.method} {request.url.path}"))
 
     for method in _METHODS:

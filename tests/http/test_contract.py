@@ -98,6 +98,13 @@ def test_unknown_route_is_404_json(client):
     assert_error(client.post("/no/such/route", content=b"{}"), 404, "not_found")
 
 
+def test_known_path_with_wrong_method_is_405_with_allow(client):
+    response = client.delete("/api/movies/1")
+    error = assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, HEAD"
+    assert error["details"]["allowed"] == ["GET", "HEAD"]
+
+
 def test_html_in_path_is_not_reflected_as_html(client):
     response = client.get("/<img src=x onerror=alert(1)>")
     assert response.headers["content-type"] == "application/json"
