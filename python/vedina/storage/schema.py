@@ -74,3 +74,68 @@ kv_entries = sa.Table(
     sa.Column("value", sa.LargeBinary(), nullable=False),
     sa.Column("expires_at", sa.BigInteger(), nullable=True, index=True),  # unix ms
 )
+
+# -- identity (migration 0002) ---------------------------------------------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),  # normalised: NFKC, lower case
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=True),  # Argon2id; NULL once erased
+    sa.Column("role", sa.String(16), nullable=False, default="viewer"),
+    sa.Column("status", sa.String(16), nullable=False, default="active"),  # active | suspended | deleted
+    sa.Column("email_verified_at", sa.DateTime(), nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
+# One row per refresh token. Rotation marks the used row ``rotated_at`` and
+# adds a new row in the same family; presenting a rotated token again revokes
+# the whole family. A "session" as users see it is a family.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("family_id", sa.String(32), nullable=False, index=True),
+    sa.Column("refresh_token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex
+    sa.Column("user_agent", sa.String(200), nullable=False, default=""),
+    sa.Column("ip", sa.String(64), nullable=False, default=""),
+    sa.Column("started_at", sa.DateTime(), nullable=False),  # when the family began (login)
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("last_used_at", sa.DateTime(), nullable=True),
+    sa.Column("expires_at", sa.DateTime(), nullable=False),
+    sa.Column("rotated_at", sa.DateTime(), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(), nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("access_key_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    # AES-256-GCM: 12-byte nonce || ciphertext || tag, access_key_id as associated data.
+    sa.Column("secret_ciphertext", sa.LargeBinary(), nullable=False),
+    sa.Column("scopes", sa.JSON(), nullable=False),
+    sa.Column("owner_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("rotated_at", sa.DateTime(), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(), nullable=True),
+)
+
+# Email verification and password reset tokens: only the sha256 is stored.
+one_time_tokens = sa.Table(
+    "one_time_tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("purpose", sa.String(16), nullable=False),  # verify_email | reset_password
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False),
+    sa.Column("used_at", sa.DateTime(), nullable=True),
+)
