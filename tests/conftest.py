@@ -57,10 +57,19 @@ def require_profile(profile: str) -> None:
 
 
 async def reset_database(settings: Settings) -> None:
-    """Fresh schema: downgrade to nothing, then migrate to head."""
-    from vedina.storage.migrate import downgrade, upgrade
+    """Fresh schema: drop every table (whatever revision left them), then migrate to head."""
+    from vedina.storage.database import create_engine
+    from vedina.storage.migrate import upgrade
 
-    await downgrade(settings, "base")
+    def drop_everything(sync_conn) -> None:
+        existing = sa.MetaData()
+        existing.reflect(sync_conn)
+        existing.drop_all(sync_conn)
+
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.run_sync(drop_everything)
+    await engine.dispose()
     await upgrade(settings)
 
 
