@@ -1,0 +1,1 @@
+"""Security: thin wrappers over vedina._native and the identity primitives (passwords, keys, RBAC, CSRF)."""
