@@ -50,9 +50,8 @@ async def test_keys_with_sql_and_html_are_plain_data(resources):
     assert await resources.shared.get("other") is None
 
 
-async def test_embedded_profile_shares_through_the_database(settings, resources):
-    if settings.storage_profile != "embedded":
-        pytest.skip("embedded only")
+@pytest.mark.parametrize("profile", ["embedded"], indirect=True)
+async def test_embedded_profile_shares_through_the_database(resources):
     other_process_view = SqlStore(resources.engine)  # what another worker's store reads
     await resources.shared.set("session:1", b"alive", ttl=60)
     assert await other_process_view.get("session:1") == b"alive"

@@ -82,10 +82,11 @@ async def test_failed_job_is_retried_then_parked_with_its_error(resources):
     assert "handler failed" in parked["last_error"]
 
 
+REAL_ONLY = pytest.mark.parametrize("profile", ["real"], indirect=True)
+
+
 @pytest.fixture
 async def rabbit(settings):
-    if not settings.amqp_url:
-        pytest.skip("RabbitMQ is the real profile's broker")
     broker = RabbitBroker(settings.amqp_url, prefix=f"vt-{uuid.uuid4().hex[:8]}")
     await broker.connect()
     yield broker
@@ -95,6 +96,7 @@ async def rabbit(settings):
     await broker.close()
 
 
+@REAL_ONLY
 async def test_rabbitmq_round_trip_through_the_outbox(resources, rabbit):
     async with resources.engine.begin() as conn:
         await enqueue(conn, topic="test.topic", payload={"movie": 7})
@@ -110,6 +112,7 @@ async def test_rabbitmq_round_trip_through_the_outbox(resources, rabbit):
     assert recorder.seen == [{"movie": 7}]
 
 
+@REAL_ONLY
 async def test_rabbitmq_failed_job_goes_to_the_dead_letter_queue(rabbit):
     await rabbit.publish("test.topic", {"poison": True}, message_id="m-1")
     stop = asyncio.Event()
