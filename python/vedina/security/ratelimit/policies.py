@@ -1,0 +1,81 @@
+"""Which policy limits a request: one table of route groups, matched in order.
+
+    exempt   /health, /ready, /metrics          never limited (probes, scrapers)
+    auth     /api/auth/...  (every method)      strict: login, registration, passwords
+    stream   GET|HEAD /api/media/...            stream starts (no Range, or a range from byte 0)
+    api      everything else                    general
+
+A ranged request that does not start at byte 0 is a player continuing or
+seeking in a stream it already started: it counts against ``api``, so a long
+film does not eat the stream-start budget but is still limited.
+
+>>> from vedina.config import load_settings
+>>> policies = build_policies(load_settings({"RATE_LIMIT_API": "5/s burst 10"}))
+>>> policy_for(policies, "GET", "/api/movies", None).name, policies["api"].interval_us
+('api', 200000)
+>>> policy_for(policies, "GET", "/health", None) is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vedina.config import RATE_LIMIT_VARS, Settings, parse_rate
+
+EXEMPT_PATHS = ("/health", "/ready", "/metrics")
+AUTH_PREFIX = "/api/auth"
+STREAM_PREFIX = "/api/media"
+_STREAM_METHODS = frozenset({"GET", "HEAD"})
+_RANGE_FROM_ZERO = re.compile(r"^\s*bytes\s*=\s*0*\s*-", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A named GCRA limit in the integer unit both tiers share (microseconds).
+
+    ``interval_us`` is T (one request's worth of time), ``burst`` the requests
+    allowed at once from idle; the host tier gets ``period_seconds`` with
+    ``limit=1`` so its nanosecond T is exactly ``interval_us * 1000``.
+    """
+
+    name: str
+    interval_us: int
+    burst: int
+
+    @property
+    def period_seconds(self) -> float:
+        return self.interval_us / 1e6
+
+
+def build_policies(settings: Settings) -> dict[str, Policy]:
+    """Policy name -> Policy, for every policy not switched off ("off")."""
+    policies = {}
+    for name, var in RATE_LIMIT_VARS.items():
+        rate = parse_rate(var, getattr(settings, f"rate_limit_{name}"))
+        if rate is not None:
+            policies[name] = Policy(name, rate.interval_us, rate.burst)
+    return policies
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def group_of(method: str, path: str, range_header: str | None) -> str | None:
+    """The policy name for a request, or None for an exempt path."""
+    if path in EXEMPT_PATHS:
+        return None
+    if _under(path, AUTH_PREFIX):
+        return "auth"
+    if method in _STREAM_METHODS and _under(path, STREAM_PREFIX):
+        if not range_header or _RANGE_FROM_ZERO.match(range_header):
+            return "stream"
+    return "api"
+
+
+def policy_for(policies: dict[str, Policy], method: str, path: str, range_header: str | None) -> Policy | None:
+    """The policy limiting this request, or None (exempt path, or its policy is off)."""
+    group = group_of(method, path, range_header)
+    return policies.get(group) if group is not None else None
