@@ -26,6 +26,8 @@ import sqlalchemy as sa
 from vedina.config import Settings, load_settings
 
 PROFILES = ["embedded", "real"]
+# The simulated payment provider signs with either secret (a rotation in progress).
+WEBHOOK_SECRETS = "simpay:whsec_current_0123456789abcdef,simpay:whsec_previous_0123456789abcdef"
 SERVERS = ["granian", "robyn"]
 VEDINA = str(Path(sys.executable).with_name("vedina"))
 
@@ -35,7 +37,7 @@ def real_services_available() -> bool:
 
 
 def profile_env(profile: str, data_dir: Path, *, database: str, redis_db: int, amqp_prefix: str) -> dict[str, str]:
-    env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "VEDINA_ENV": "test"}
+    env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "VEDINA_ENV": "test", "WEBHOOK_SECRETS": WEBHOOK_SECRETS}
     if profile == "real":
         env.update(
             DB_HOST=os.environ["VEDINA_TEST_DB_HOST"],

@@ -139,3 +139,18 @@ one_time_tokens = sa.Table(
     sa.Column("expires_at", sa.DateTime(), nullable=False),
     sa.Column("used_at", sa.DateTime(), nullable=True),
 )
+
+# Signed webhooks received from external providers (e.g. the payment provider):
+# stored once per (provider, event id), processed by the `webhook.received` job.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.String(100), nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("received_at", sa.DateTime(), nullable=False),
+    sa.Column("processed_at", sa.DateTime(), nullable=True),
+    sa.UniqueConstraint("provider", "event_id"),
+)

@@ -1,0 +1,21 @@
+"""/api/webhooks/{provider}: signed event deliveries from external providers."""
+
+from __future__ import annotations
+
+from robyn import Request, SubRouter
+
+from vedina.http.responses import json_response
+from vedina.services.webhooks import SIGNATURE_HEADER
+from vedina.state import AppState
+
+
+def register(router: SubRouter, state: AppState) -> None:
+    @router.post("/:provider", openapi_name="Receive a signed webhook (Vedina-Signature: t=...,v1=...)")
+    async def receive(request: Request):
+        body = request.body if isinstance(request.body, bytes) else request.body.encode()
+        receipt = await state.webhooks.receive(
+            provider=request.path_params.get("provider", ""),
+            signature=request.headers.get(SIGNATURE_HEADER),
+            body=body,
+        )
+        return json_response(receipt, status=202 if receipt.status == "accepted" else 200)

@@ -1,0 +1,39 @@
+"""``webhook.received``: process a stored webhook event once.
+
+Processing dispatches on the event type to the processors registered in
+``PROCESSORS`` (provider, type) -> coroutine; events no processor claims are
+still marked processed, so the table shows what arrived and what was handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from vedina.storage.resources import Resources
+from vedina.storage.webhooks import RECEIVED_TOPIC, WebhookEventRepository
+
+log = logging.getLogger(__name__)
+
+TOPIC = RECEIVED_TOPIC
+
+EventProcessor = Callable[[Resources, dict[str, Any]], Awaitable[None]]
+PROCESSORS: dict[tuple[str, str], EventProcessor] = {}
+
+
+def handler(resources: Resources):
+    events = WebhookEventRepository(resources.engine)
+
+    async def handle(payload: dict[str, Any]) -> None:
+        event = await events.get(int(payload["webhook_event_id"]))
+        if event is None or event["processed_at"] is not None:
+            return  # at-least-once delivery: a repeat is a no-op
+        processor = PROCESSORS.get((event["provider"], event["event_type"]))
+        if processor is not None:
+            await processor(resources, event)
+        await events.mark_processed(event["id"])
+        log.info("webhook processed", extra={"provider": event["provider"], "event_type": event["event_type"],
+                                             "handled": processor is not None})
+
+    return handle
