@@ -1,4 +1,4 @@
-"""``vedina``: serve | migrate | worker | demo-data.
+"""``vedina``: serve | migrate | worker | demo-data | set-role.
 
 Settings come from the environment (see README); flags only override a few
 of them for convenience.
@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("worker", help="relay the outbox and run queued jobs")
     commands.add_parser("demo-data", help="load demo movies with small playable media files")
+    set_role = commands.add_parser("set-role", help="give an existing account a role (bootstrap the first admin)")
+    set_role.add_argument("email")
+    set_role.add_argument("role", choices=["viewer", "editor", "moderator", "admin"])
     return parser
 
 
@@ -66,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
 
         added = asyncio.run(load_demo_data(settings))
         print(f"demo data: {added} movie(s) added, media in {settings.media_dir}")
+    elif args.command == "set-role":
+        from vedina.services.identity import set_role_by_email
+
+        from vedina.errors import NotFound
+
+        try:
+            user = asyncio.run(set_role_by_email(settings, email=args.email, role=args.role))
+        except NotFound:
+            print(f"vedina: no account with email {args.email}", file=sys.stderr)
+            return 1
+        print(f"user {user.id} ({user.email}) is now {user.role}")
     return 0
 
 

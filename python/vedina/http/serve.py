@@ -26,6 +26,10 @@ def serve_granian(settings: Settings) -> None:
     from granian.constants import Interfaces
     from granian.server import Server
 
+    # Every worker loads the settings again: hand them the development
+    # SESSION_SECRET generated here, so tokens signed by one worker verify in all.
+    if not os.environ.get("SESSION_SECRET"):
+        os.environ["SESSION_SECRET"] = settings.session_secret
     server = Server(
         "vedina.app:create_rsgi_app",
         address=settings.host,

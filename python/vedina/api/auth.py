@@ -1,0 +1,199 @@
+"""/api/auth: register, login, refresh, logout, passwords, email verification.
+
+Two ways to hold a session. ``"session": "bearer"`` (default) answers with
+the tokens in the body, for apps. ``"session": "cookie"`` sets HttpOnly,
+Secure, SameSite=Lax cookies (access token, refresh token scoped to
+/api/auth) plus a readable ``vedina_csrf`` cookie whose value the browser
+client must echo in ``X-CSRF-Token`` on every unsafe request.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from robyn import Request, Response, SubRouter
+
+from vedina.api.bodies import DisplayName, Email, Password, Token, decode_body, no_content
+from vedina.errors import Unauthorized
+from vedina.http.auth import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    REFRESH_COOKIE_PATH,
+    check_csrf,
+    client_ip,
+    principal_of,
+    read_cookie,
+    requires,
+    user_agent,
+)
+from vedina.http.responses import json_response
+from vedina.security.csrf import COOKIE as CSRF_COOKIE
+from vedina.services.sessions import ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, TokenPair
+from vedina.state import AppState
+
+class Register(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    password: Password
+    display_name: DisplayName
+
+
+class Login(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    password: Password
+    session: Literal["bearer", "cookie"] = "bearer"
+
+
+class Refresh(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    refresh_token: Token | None = None
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    current_password: Password
+    new_password: Password
+
+
+class ResetRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+
+
+class ResetConfirm(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    token: Token
+    new_password: Password
+
+
+class VerifyEmail(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    token: Token
+
+
+class CookieSession(msgspec.Struct, kw_only=True):
+    user_id: int
+    session_id: str
+    csrf_token: str
+    expires_in: int = ACCESS_TOKEN_TTL
+
+
+def _cookie_answer(state: AppState, pair: TokenPair) -> Response:
+    csrf = state.identity.csrf.token_for(pair.session_id)
+    response = json_response(CookieSession(user_id=pair.user_id, session_id=pair.session_id, csrf_token=csrf))
+    refresh_age = int(REFRESH_TOKEN_TTL.total_seconds())
+    common = {"secure": True, "same_site": "Lax"}
+    response.set_cookie(ACCESS_COOKIE, pair.access_token, path="/", max_age=ACCESS_TOKEN_TTL, http_only=True, **common)
+    response.set_cookie(REFRESH_COOKIE, pair.refresh_token, path=REFRESH_COOKIE_PATH, max_age=refresh_age, http_only=True, **common)
+    response.set_cookie(CSRF_COOKIE, csrf, path="/", max_age=refresh_age, **common)
+    return response
+
+
+def _clear_cookies(response: Response) -> Response:
+    for name, path in ((ACCESS_COOKIE, "/"), (REFRESH_COOKIE, REFRESH_COOKIE_PATH), (CSRF_COOKIE, "/")):
+        response.set_cookie(name, "", path=path, max_age=0, secure=True, http_only=name != CSRF_COOKIE, same_site="Lax")
+    return response
+
+
+def register(router: SubRouter, state: AppState) -> None:
+    def csrf():
+        return state.identity.csrf
+
+    @router.post("/register", openapi_name="Create an account")
+    async def register_account(request: Request):
+        """Email (normalised, unique), password (10+ characters, not a common one), display name.
+        A verification email is queued."""
+        body = decode_body(request, Register)
+        user = await state.identity.accounts.register(
+            email=body.email, password=body.password, display_name=body.display_name
+        )
+        return json_response(user, status=201)
+
+    @router.post("/login", openapi_name="Log in (bearer tokens or cookies)")
+    async def login(request: Request):
+        """Access token (JWT, 15 minutes) and refresh token (30 days, single use).
+        A failed login never says whether the email exists."""
+        body = decode_body(request, Login)
+        pair = await state.identity.sessions.login(
+            email=body.email, password=body.password, user_agent=user_agent(request), ip=client_ip(request)
+        )
+        return _cookie_answer(state, pair) if body.session == "cookie" else json_response(pair)
+
+    @router.post("/refresh", openapi_name="Exchange a refresh token for new tokens")
+    async def refresh(request: Request):
+        """Rotation: the refresh token is used up; presenting it again revokes the whole session.
+        Cookie sessions send no body, and the X-CSRF-Token header."""
+        body = decode_body(request, Refresh, optional=True)
+        sessions = state.identity.sessions
+        if body is not None and body.refresh_token:
+            return json_response(await sessions.refresh(
+                refresh_token=body.refresh_token, user_agent=user_agent(request), ip=client_ip(request)
+            ))
+        token = read_cookie(request, REFRESH_COOKIE)
+        if not token:
+            raise Unauthorized("No refresh token")
+        family = await sessions.family_of(token)
+        if family is None:
+            raise Unauthorized("Invalid or expired refresh token")
+        check_csrf(csrf(), request, session_id=family)
+        pair = await sessions.refresh(refresh_token=token, user_agent=user_agent(request), ip=client_ip(request))
+        return _cookie_answer(state, pair)
+
+    @router.post("/logout", openapi_name="Log out this session")
+    @requires("account:self", csrf_tokens=csrf)
+    async def logout(request: Request):
+        """Revokes the session and denies this access token until it expires."""
+        me = principal_of(request)
+        await state.identity.sessions.logout(
+            user_id=int(me.subject), family_id=me.session_id, jti=me.token_id, expires_at=me.expires_at
+        )
+        return _clear_cookies(no_content())
+
+    @router.post("/logout-all", openapi_name="Log out everywhere")
+    @requires("account:self", csrf_tokens=csrf)
+    async def logout_all(request: Request):
+        me = principal_of(request)
+        revoked = await state.identity.sessions.revoke_all(user_id=int(me.subject))
+        await state.identity.auth_state.deny_token(me.token_id, expires_at=me.expires_at)
+        return _clear_cookies(json_response({"revoked_sessions": revoked}))
+
+    @router.post("/password", openapi_name="Change password")
+    @requires("account:self", csrf_tokens=csrf)
+    async def change_password(request: Request):
+        """Needs the current password; every other session is logged out."""
+        body = decode_body(request, PasswordChange)
+        me = principal_of(request)
+        await state.identity.accounts.change_password(
+            user_id=int(me.subject), current_password=body.current_password, new_password=body.new_password,
+            keep_family=me.session_id,
+        )
+        return no_content()
+
+    @router.post("/password-reset", openapi_name="Ask for a password reset email")
+    async def request_reset(request: Request):
+        """Always 202, whether or not the email belongs to an account."""
+        body = decode_body(request, ResetRequest)
+        await state.identity.accounts.request_password_reset(email=body.email)
+        return json_response({"status": "accepted"}, status=202)
+
+    @router.post("/password-reset/confirm", openapi_name="Set a new password with a reset token")
+    async def confirm_reset(request: Request):
+        """The token (30 minutes, single use) comes from the email; every session is logged out."""
+        body = decode_body(request, ResetConfirm)
+        await state.identity.accounts.confirm_password_reset(token=body.token, new_password=body.new_password)
+        return no_content()
+
+    @router.post("/verify-email", openapi_name="Confirm an email address")
+    async def verify_email(request: Request):
+        body = decode_body(request, VerifyEmail)
+        return json_response(await state.identity.accounts.verify_email(token=body.token))
+
+    @router.post("/verify-email/resend", openapi_name="Send the verification email again")
+    @requires("account:self", csrf_tokens=csrf)
+    async def resend_verification(request: Request):
+        await state.identity.accounts.resend_verification(user_id=int(principal_of(request).subject))
+        return json_response({"status": "accepted"}, status=202)
+
+    @router.get("/whoami", openapi_name="The authenticated principal (user or API key)")
+    @requires(None, csrf_tokens=csrf)
+    async def whoami(request: Request):
+        me = principal_of(request)
+        return json_response({
+            "kind": me.kind, "sub": me.subject, "role": me.role, "via": me.via,
+            "permissions": sorted(me.permissions), "session_id": me.session_id or None,
+        })

@@ -1,0 +1,200 @@
+"""Accounts: registration, profile, password change and reset, email verification, and their admin side.
+
+Emails that carry a token (verification, reset) are queued through the
+outbox in the same transaction as the change that calls for them; the mail
+job creates the token when it sends (see vedina.jobs.mail).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import msgspec
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vedina.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from vedina.security.passwords import check_policy, hash_password_async, verify_password_async
+from vedina.security.rbac import Role
+from vedina.services import tokens
+from vedina.services.auth_state import AuthState
+from vedina.services.emails import normalise_email
+from vedina.services.sessions import SessionService
+from vedina.storage.clock import utcnow
+from vedina.storage.outbox import enqueue
+from vedina.storage.users import UserRepository
+
+log = logging.getLogger(__name__)
+
+MAIL_TOPIC = "mail"
+STATUSES = ("active", "suspended", "deleted")
+
+
+class UserPublic(msgspec.Struct, kw_only=True):
+    id: int
+    email: str
+    display_name: str
+    role: str
+    status: str
+    email_verified: bool
+    created_at: datetime
+
+
+class UserList(msgspec.Struct, kw_only=True):
+    items: list[UserPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+def _public(row: dict) -> UserPublic:
+    return UserPublic(
+        id=row["id"], email=row["email"], display_name=row["display_name"], role=row["role"], status=row["status"],
+        email_verified=row["email_verified_at"] is not None, created_at=row["created_at"],
+    )
+
+
+class AccountService:
+    def __init__(
+        self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionService, auth_state: AuthState
+    ) -> None:
+        self._engine = engine
+        self._users = users
+        self._sessions = sessions
+        self._state = auth_state
+
+    # -- self service ------------------------------------------------------------
+
+    async def register(self, *, email: str, password: str, display_name: str) -> UserPublic:
+        email = normalise_email(email)
+        check_policy(password, email=email)
+        password_hash = await hash_password_async(password)
+        try:
+            async with self._engine.begin() as conn:
+                user_id = await UserRepository.insert(
+                    conn, email=email, display_name=display_name, password_hash=password_hash,
+                    role=Role.VIEWER.value, status="active",
+                )
+                await enqueue(conn, topic=MAIL_TOPIC, payload={"template": tokens.VERIFY_EMAIL, "user_id": user_id})
+        except IntegrityError:
+            raise Conflict("An account with this email already exists", details={"field": "email"}) from None
+        return await self.get(user_id=user_id)
+
+    async def get(self, *, user_id: int) -> UserPublic:
+        row = await self._users.get(user_id)
+        if row is None or row["status"] == "deleted":
+            raise NotFound("No such user", details={"id": user_id})
+        return _public(row)
+
+    async def update_profile(self, *, user_id: int, display_name: str | None) -> UserPublic:
+        if display_name is not None:
+            async with self._engine.begin() as conn:
+                await UserRepository.update(conn, user_id, display_name=display_name)
+        return await self.get(user_id=user_id)
+
+    async def delete(self, *, user_id: int, erase: bool) -> None:
+        """Soft delete: the row stays (audit, foreign keys); ``erase`` also removes personal data."""
+        values: dict = {"status": "deleted"}
+        if erase:
+            values.update(email=f"erased-{user_id}@erased.invalid", display_name="", password_hash=None)
+        async with self._engine.begin() as conn:
+            row_exists = await UserRepository.update(conn, user_id, **values)
+        if not row_exists:
+            raise NotFound("No such user", details={"id": user_id})
+        state = await self._state.user_state(user_id)
+        await self._state.publish_user_state(user_id, status="deleted", role=state.role if state else "viewer")
+        await self._sessions.revoke_all(user_id=user_id)
+
+    async def change_password(self, *, user_id: int, current_password: str, new_password: str, keep_family: str) -> None:
+        """Other sessions end; the one that made the change stays logged in."""
+        user = await self._users.get_credentials(user_id=user_id)
+        if user is None or not await verify_password_async(user["password_hash"], current_password):
+            raise Unauthorized("Current password is wrong", details={"field": "current_password"})
+        check_policy(new_password, email=user["email"])
+        password_hash = await hash_password_async(new_password)
+        async with self._engine.begin() as conn:
+            await UserRepository.update(conn, user_id, password_hash=password_hash)
+        await self._sessions.revoke_all(user_id=user_id, keep_family=keep_family)
+
+    async def request_password_reset(self, *, email: str) -> None:
+        """Queue a reset email if the account exists; the caller's answer is the same either way."""
+        user = await self._users.get_credentials(email=normalise_email(email))
+        if user is None or user["status"] != "active":
+            return
+        async with self._engine.begin() as conn:
+            await enqueue(conn, topic=MAIL_TOPIC, payload={"template": tokens.RESET_PASSWORD, "user_id": user["id"]})
+
+    async def confirm_password_reset(self, *, token: str, new_password: str) -> None:
+        """Set the new password and end every session (whoever asked for the reset may not be alone)."""
+        async with self._engine.begin() as conn:
+            user_id = await tokens.consume(conn, token=token, purpose=tokens.RESET_PASSWORD)
+            if user_id is None:
+                raise ValidationFailed("Invalid or expired reset token", details={"field": "token"})
+            user = await self._users.get_credentials(user_id=user_id)
+            check_policy(new_password, email=user["email"])  # raising rolls the token use back
+            await UserRepository.update(conn, user_id, password_hash=await hash_password_async(new_password))
+        await self._sessions.revoke_all(user_id=user_id)
+
+    async def verify_email(self, *, token: str) -> UserPublic:
+        async with self._engine.begin() as conn:
+            user_id = await tokens.consume(conn, token=token, purpose=tokens.VERIFY_EMAIL)
+            if user_id is None:
+                raise ValidationFailed("Invalid or expired verification token", details={"field": "token"})
+            await UserRepository.update(conn, user_id, email_verified_at=utcnow())
+        return await self.get(user_id=user_id)
+
+    async def resend_verification(self, *, user_id: int) -> None:
+        user = await self.get(user_id=user_id)
+        if user.email_verified:
+            raise Conflict("Email already verified")
+        async with self._engine.begin() as conn:
+            await enqueue(conn, topic=MAIL_TOPIC, payload={"template": tokens.VERIFY_EMAIL, "user_id": user_id})
+
+    # -- administration ----------------------------------------------------------
+
+    async def list_users(
+        self, *, offset: int, limit: int, search: str | None, role: str | None, status: str | None
+    ) -> UserList:
+        rows, total = await self._users.list(offset=offset, limit=limit, search=search, role=role, status=status)
+        return UserList(items=[_public(r) for r in rows], total=total, offset=offset, limit=limit)
+
+    async def set_role(self, *, actor_id: int, user_id: int, role: str) -> UserPublic:
+        if actor_id == user_id:
+            raise Conflict("Admins cannot change their own role")  # no accidental lock-out
+        user = await self._admin_target(user_id)
+        async with self._engine.begin() as conn:
+            await UserRepository.update(conn, user_id, role=role)
+        await self._state.publish_user_state(user_id, status=user.status, role=role)
+        log.info("role changed", extra={"user_id": user_id, "role": role, "by": actor_id})
+        return await self.get(user_id=user_id)
+
+    async def set_suspended(self, *, actor_id: int, user_id: int, suspended: bool) -> UserPublic:
+        """Takes effect on the user's next request, on every worker (see AuthState)."""
+        if actor_id == user_id:
+            raise Conflict("Admins cannot suspend themselves")
+        user = await self._admin_target(user_id)
+        status = "suspended" if suspended else "active"
+        async with self._engine.begin() as conn:
+            await UserRepository.update(conn, user_id, status=status)
+        await self._state.publish_user_state(user_id, status=status, role=user.role)
+        log.info("user status changed", extra={"user_id": user_id, "status": status, "by": actor_id})
+        return await self.get(user_id=user_id)
+
+    async def _admin_target(self, user_id: int) -> UserPublic:
+        row = await self._users.get(user_id)
+        if row is None:
+            raise NotFound("No such user", details={"id": user_id})
+        if row["status"] == "deleted":
+            raise Conflict("Deleted accounts cannot be changed")
+        return _public(row)
+
+    async def set_role_by_email(self, *, email: str, role: str) -> UserPublic:
+        """Operator bootstrap (``vedina set-role``): no actor, no self-check."""
+        user = await self._users.get_credentials(email=normalise_email(email))
+        if user is None:
+            raise NotFound("No such user", details={"email": email})
+        async with self._engine.begin() as conn:
+            await UserRepository.update(conn, user["id"], role=Role(role).value)
+        await self._state.publish_user_state(user["id"], status=user["status"], role=role)
+        return await self.get(user_id=user["id"])
