@@ -1,0 +1,108 @@
+"""Identity test helpers: a live server per profile (own process tree, rate limits off so
+the suites can log in as often as they need), accounts, and the mail the server sends."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+import re
+import subprocess
+import time
+import uuid
+from email import policy
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import PROFILES, VEDINA, LiveServer, require_profile
+from vedina.config import load_settings
+from vedina.storage.database import create_engine
+
+PASSWORD = "correct horse battery staple"
+
+
+class IdentityServer:
+    def __init__(self, live: LiveServer) -> None:
+        self.live = live
+        self.env = live.env
+        self.base_url = live.base_url
+        self.settings = load_settings(live.env)
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=15, **kwargs)
+
+    # -- accounts -------------------------------------------------------------
+
+    def register(self, http: httpx.Client, *, name: str = "Tester") -> str:
+        address = f"user-{uuid.uuid4().hex[:12]}@example.org"
+        response = http.post("/api/auth/register", json={"email": address, "password": PASSWORD, "display_name": name})
+        assert response.status_code == 201, response.text
+        return address
+
+    def login(self, http: httpx.Client, address: str, *, password: str = PASSWORD, **extra) -> httpx.Response:
+        return http.post("/api/auth/login", json={"email": address, "password": password, **extra})
+
+    def token(self, http: httpx.Client, address: str) -> str:
+        response = self.login(http, address)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def set_role(self, address: str, role: str) -> None:
+        subprocess.run([VEDINA, "set-role", address, role], env={**os.environ, **self.env}, check=True,
+                       capture_output=True, timeout=60)
+
+    # -- outside views ----------------------------------------------------------
+
+    def mail_token(self, address: str, subject: str, *, timeout: float = 30) -> str:
+        """The token in the newest email to ``address`` with ``subject`` (written by the mail job)."""
+        folder = Path(self.env["DATA_DIR"], "mail")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for path in sorted(folder.glob("*.eml"), reverse=True) if folder.exists() else []:
+                message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+                if message["To"] == address and message["Subject"] == subject:
+                    return re.search(r"Token: (\S+)", message.get_content()).group(1)
+            time.sleep(0.2)
+        raise TimeoutError(f"no email {subject!r} to {address}")
+
+    def query(self, statement) -> list[dict]:
+        async def run():
+            engine = create_engine(self.settings)
+            try:
+                async with engine.connect() as conn:
+                    return [dict(r) for r in (await conn.execute(statement)).mappings().all()]
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+    def count(self, table) -> int:
+        return self.query(sa.select(sa.func.count().label("n")).select_from(table))[0]["n"]
+
+
+@pytest.fixture(scope="session")
+def identity_servers(live_data):
+    running: dict[str, IdentityServer] = {}
+
+    def get(profile: str) -> IdentityServer:
+        if profile not in running:
+            env = {**live_data(profile), "RATE_LIMIT_ENABLED": "false"}
+            running[profile] = IdentityServer(LiveServer(server="granian", env=env, workers=2))
+        return running[profile]
+
+    yield get
+    for server in running.values():
+        server.live.stop()
+
+
+@pytest.fixture(params=PROFILES)
+def server(request, identity_servers) -> IdentityServer:
+    require_profile(request.param)
+    return identity_servers(request.param)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
