@@ -1,9 +1,9 @@
 """Which policy limits a request: one table of route groups, matched in order.
 
-    exempt   /health, /ready, /metrics          never limited (probes, scrapers)
-    auth     /api/auth/...  (every method)      strict: login, registration, passwords
-    stream   GET|HEAD /api/media/...            stream starts (no Range, or a range from byte 0)
-    api      everything else                    general
+    exempt   /health, /ready, /metrics             never limited (probes, scrapers)
+    auth     POST|PUT|PATCH|DELETE /api/auth/...  strict: login, registration, passwords, refresh
+    stream   GET|HEAD /api/media/...               stream starts (no Range, or a range from byte 0)
+    api      everything else                       general (GET /api/auth/whoami included)
 
 A ranged request that does not start at byte 0 is a player continuing or
 seeking in a stream it already started: it counts against ``api``, so a long
@@ -27,7 +27,7 @@ from vedina.config import RATE_LIMIT_VARS, Settings, parse_rate
 EXEMPT_PATHS = ("/health", "/ready", "/metrics")
 AUTH_PREFIX = "/api/auth"
 STREAM_PREFIX = "/api/media"
-_STREAM_METHODS = frozenset({"GET", "HEAD"})
+_READ_METHODS = frozenset({"GET", "HEAD"})
 _RANGE_FROM_ZERO = re.compile(r"^\s*bytes\s*=\s*0*\s*-", re.IGNORECASE)
 
 
@@ -67,9 +67,9 @@ def group_of(method: str, path: str, range_header: str | None) -> str | None:
     """The policy name for a request, or None for an exempt path."""
     if path in EXEMPT_PATHS:
         return None
-    if _under(path, AUTH_PREFIX):
+    if _under(path, AUTH_PREFIX) and method not in _READ_METHODS:
         return "auth"
-    if method in _STREAM_METHODS and _under(path, STREAM_PREFIX):
+    if method in _READ_METHODS and _under(path, STREAM_PREFIX):
         if not range_header or _RANGE_FROM_ZERO.match(range_header):
             return "stream"
     return "api"
