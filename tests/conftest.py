@@ -37,7 +37,13 @@ def real_services_available() -> bool:
 
 
 def profile_env(profile: str, data_dir: Path, *, database: str, redis_db: int, amqp_prefix: str) -> dict[str, str]:
-    env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "VEDINA_ENV": "test", "WEBHOOK_SECRETS": WEBHOOK_SECRETS}
+    env = {
+        "DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "VEDINA_ENV": "test", "WEBHOOK_SECRETS": WEBHOOK_SECRETS,
+        # Suites send hundreds of requests from 127.0.0.1; the rate-limit tests start their own servers.
+        "RATE_LIMIT_API": "100000/1s burst 100000", "RATE_LIMIT_STREAM": "100000/1s burst 100000",
+        "RATE_LIMIT_AUTH": "100000/1s burst 100000",
+        "RATE_LIMIT_SHM_PATH": str(data_dir / "ratelimit.shm"),
+    }
     if profile == "real":
         env.update(
             DB_HOST=os.environ["VEDINA_TEST_DB_HOST"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from vedina.config import ENV_VARS, ConfigError, Settings, load_settings
@@ -46,9 +48,34 @@ def test_production_refuses_default_or_short_secret(secret):
         load_settings({"VEDINA_ENV": "production", "SESSION_SECRET": secret})
 
 
-def test_production_accepts_a_long_random_secret():
-    settings = load_settings({"VEDINA_ENV": "production", "SESSION_SECRET": "x" * 16 + "9f8e7d6c5b4a39281706f5e4d3c2b1a0"})
-    assert settings.env == "production"
+PRODUCTION = {
+    "VEDINA_ENV": "production",
+    "SESSION_SECRET": "x" * 16 + "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+    "API_KEY_ENCRYPTION_KEY": base64.b64encode(bytes(range(32))).decode(),
+}
+
+
+def test_production_accepts_long_random_secrets():
+    assert load_settings(PRODUCTION).env == "production"
+
+
+def test_production_requires_an_api_key_encryption_key():
+    with pytest.raises(ConfigError, match="API_KEY_ENCRYPTION_KEY"):
+        load_settings({**PRODUCTION, "API_KEY_ENCRYPTION_KEY": ""})
+    with pytest.raises(ConfigError, match="API_KEY_ENCRYPTION_KEY"):
+        load_settings({**PRODUCTION, "API_KEY_ENCRYPTION_KEY": base64.b64encode(b"short").decode()})
+
+
+@pytest.mark.parametrize("value", ["sim:short", "Bad Provider:" + "s" * 30, "nocolon"])
+def test_bad_webhook_secrets_are_refused(value):
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRETS"):
+        load_settings({"WEBHOOK_SECRETS": value})
+
+
+@pytest.mark.parametrize("value", ["lots", "10/xs", "0/1s"])
+def test_bad_rate_limits_name_the_variable(value):
+    with pytest.raises(ConfigError, match="RATE_LIMIT_API"):
+        load_settings({"RATE_LIMIT_API": value})
 
 
 def test_cluster_disabled_means_one_worker():

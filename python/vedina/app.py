@@ -12,14 +12,16 @@ import logging
 from robyn import Robyn, SubRouter
 from robyn.argument_parser import Config
 
-from vedina.api import health, movies
+from vedina.api import api_keys, auth, health, media, movies, users, webhooks
 from vedina.config import Settings, load_settings
 from vedina._native import Router
 from vedina.errors import AppError, MethodNotAllowed, NotFound
 from vedina.http import middleware, sendfile
+from vedina.http.auth import authenticate
 from vedina.http.bridge import RSGIBridge
 from vedina.http.responses import error_response
 from vedina.logs import configure_logging
+from vedina.security.ratelimit import RateLimitMiddleware
 from vedina.state import AppState
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,11 @@ log = logging.getLogger(__name__)
 # One SubRouter per resource: (prefix, OpenAPI tags, module with register(router, state)).
 RESOURCE_ROUTERS = [
     ("/api/movies", ["movies"], movies),
+    ("/api/media", ["media"], media),
+    ("/api/webhooks", ["webhooks"], webhooks),
+    ("/api/auth", ["auth"], auth),
+    ("/api/users", ["users"], users),
+    ("/api/api-keys", ["api keys"], api_keys),
 ]
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -62,9 +69,15 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
 
     app.before_request()(middleware.start_timer)
     app.before_request()(middleware.assign_request_id)
+    app.before_request()(authenticate(state))  # sets request.identity (rate limits key on it)
+    limiting = RateLimitMiddleware(settings) if settings.rate_limit_enabled else None
+    if limiting is not None:
+        app.before_request()(limiting.before)
     app.before_request()(middleware.body_limit(settings.max_body_bytes))
     app.after_request()(middleware.standard_headers)
     app.after_request()(middleware.record_metrics)
+    if limiting is not None:
+        app.after_request()(limiting.after)
     if server == "robyn":
         app.after_request()(sendfile.inline)
 

@@ -13,7 +13,9 @@ database-backed job outbox), so it works with no external service.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = "var"
     media_root: str = ""  # default: <data_dir>/media
     sqlite_path: str = ""  # default: <data_dir>/vedina.sqlite3
+    # Behind nginx: answer media requests with "X-Accel-Redirect: <prefix><path>"
+    # (an internal location aliasing MEDIA_ROOT) and let nginx send the bytes.
+    # Empty (default) = the app sends the bytes itself.
+    media_accel_redirect: str = ""
 
     db_host: str = ""
     db_port: int = 3306
@@ -59,9 +65,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     amqp_queue_prefix: str = "vedina"
 
     session_secret: str = ""
+    # Identity (vedina.security): base64 of 32 bytes, required in production
+    # (development derives one from SESSION_SECRET).
+    api_key_encryption_key: str = ""
+    # "kid:base64url-secret,..." (secrets of 32+ bytes); the first one signs,
+    # all verify (rotation). Empty: one key derived from SESSION_SECRET.
+    jwt_signing_keys: str = ""
+    sigv4_region: str = "us-east-1"
+    public_base_url: str = "http://localhost:8000"  # links in emails
+    mail_from: str = "Vedina <no-reply@vedina.invalid>"
+    smtp_url: str = ""  # smtp[s]://user:password@host:port; empty: .eml files under DATA_DIR/mail
+    # Inbound webhook secrets: "provider:secret,provider:secret2,..." (a provider
+    # may have several secrets during rotation; each at least 24 characters).
+    webhook_secrets: str = ""
     max_body_bytes: int = 1_048_576
     worker_max_rss_mib: int = 0  # 0 = no RSS recycling
     backpressure: int = 0  # 0 = Granian's default
+
+    # Rate limiting (vedina.security.ratelimit). A limit is
+    # "<count>/<period>[ burst <n>]" (period: <n>ms|s|m|h, burst default = count) or "off".
+    rate_limit_enabled: bool = True
+    rate_limit_auth: str = "10/60s burst 5"
+    rate_limit_stream: str = "60/60s burst 20"
+    rate_limit_api: str = "300/60s burst 100"
+    rate_limit_shm_path: str = ""  # default: /dev/shm/vedina-ratelimit-<DATA_DIR hash>-<PORT>
+    rate_limit_redis_timeout_ms: int = 100  # then the host tier decides
+    trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed; empty: none
 
     # -- derived values -----------------------------------------------------
 
@@ -101,6 +130,7 @@ ENV_VARS: dict[str, str] = {
     "DATA_DIR": "data_dir",
     "MEDIA_ROOT": "media_root",
     "SQLITE_PATH": "sqlite_path",
+    "MEDIA_ACCEL_REDIRECT": "media_accel_redirect",
     "DB_HOST": "db_host",
     "DB_PORT": "db_port",
     "DB_NAME": "db_name",
@@ -111,9 +141,23 @@ ENV_VARS: dict[str, str] = {
     "AMQP_URL": "amqp_url",
     "AMQP_QUEUE_PREFIX": "amqp_queue_prefix",
     "SESSION_SECRET": "session_secret",
+    "API_KEY_ENCRYPTION_KEY": "api_key_encryption_key",
+    "JWT_SIGNING_KEYS": "jwt_signing_keys",
+    "SIGV4_REGION": "sigv4_region",
+    "PUBLIC_BASE_URL": "public_base_url",
+    "MAIL_FROM": "mail_from",
+    "SMTP_URL": "smtp_url",
+    "WEBHOOK_SECRETS": "webhook_secrets",
     "MAX_BODY_BYTES": "max_body_bytes",
     "WORKER_MAX_RSS_MIB": "worker_max_rss_mib",
     "BACKPRESSURE": "backpressure",
+    "RATE_LIMIT_ENABLED": "rate_limit_enabled",
+    "RATE_LIMIT_AUTH": "rate_limit_auth",
+    "RATE_LIMIT_STREAM": "rate_limit_stream",
+    "RATE_LIMIT_API": "rate_limit_api",
+    "RATE_LIMIT_SHM_PATH": "rate_limit_shm_path",
+    "RATE_LIMIT_REDIS_TIMEOUT_MS": "rate_limit_redis_timeout_ms",
+    "TRUSTED_PROXIES": "trusted_proxies",
 }
 _FIELD_TO_ENV = {field: var for var, field in ENV_VARS.items()}
 
@@ -157,6 +201,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+_PROVIDER = re.compile(r"^[a-z0-9_-]{1,32}$")
+MIN_WEBHOOK_SECRET_LENGTH = 24
+
+
+def webhook_secret_map(s: Settings) -> dict[str, list[bytes]]:
+    """``WEBHOOK_SECRETS`` as provider -> secrets (every secret verifies)."""
+    secrets_by_provider: dict[str, list[bytes]] = {}
+    for item in filter(None, (part.strip() for part in s.webhook_secrets.split(","))):
+        provider, _, secret = item.partition(":")
+        if not _PROVIDER.match(provider) or len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+            raise ConfigError(
+                "WEBHOOK_SECRETS must be provider:secret pairs (provider a-z0-9_-, "
+                f"secret at least {MIN_WEBHOOK_SECRET_LENGTH} characters), separated by commas"
+            )
+        secrets_by_provider.setdefault(provider, []).append(secret.encode())
+    return secrets_by_provider
+
+
 def _name_variable(message: str) -> str:
     # msgspec says "... - at `$.port`"; name the environment variable instead.
     for field, var in _FIELD_TO_ENV.items():
@@ -171,6 +233,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"WORKERS must be 0 (one per core) or more, got {s.workers}")
     if s.max_body_bytes < 1024:
         raise ConfigError(f"MAX_BODY_BYTES must be at least 1024, got {s.max_body_bytes}")
+    if s.media_accel_redirect and not (s.media_accel_redirect.startswith("/") and s.media_accel_redirect.endswith("/")):
+        raise ConfigError(f"MEDIA_ACCEL_REDIRECT must be empty or a path starting and ending with '/', got {s.media_accel_redirect!r}")
+    webhook_secret_map(s)  # raises ConfigError naming WEBHOOK_SECRETS
     if s.db_pool_size < 1:
         raise ConfigError(f"DB_POOL_SIZE must be at least 1, got {s.db_pool_size}")
     if s.env == "production":
@@ -178,3 +243,88 @@ def _validate(s: Settings) -> None:
             raise ConfigError(
                 f"SESSION_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH} characters in production"
             )
+        if not s.api_key_encryption_key:
+            raise ConfigError("API_KEY_ENCRYPTION_KEY must be set in production (base64 of 32 random bytes)")
+    _validate_identity_keys(s)
+    _validate_rate_limits(s)
+
+
+def _validate_identity_keys(s: Settings) -> None:
+    import base64
+    import binascii
+
+    def decode(var: str, text: str) -> bytes:
+        try:
+            return base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{var} must be base64") from None
+
+    if s.api_key_encryption_key and len(decode("API_KEY_ENCRYPTION_KEY", s.api_key_encryption_key)) != 32:
+        raise ConfigError("API_KEY_ENCRYPTION_KEY must be base64 of exactly 32 bytes")
+    if s.jwt_signing_keys:
+        for item in s.jwt_signing_keys.split(","):
+            kid, _, secret = item.strip().partition(":")
+            if not kid or len(decode("JWT_SIGNING_KEYS", secret)) < 32:
+                raise ConfigError("JWT_SIGNING_KEYS must be kid:base64-secret pairs with secrets of at least 32 bytes")
+
+
+# -- rate limits ----------------------------------------------------------------
+
+RATE_LIMIT_VARS = {"auth": "RATE_LIMIT_AUTH", "stream": "RATE_LIMIT_STREAM", "api": "RATE_LIMIT_API"}
+_RATE = re.compile(r"^(\d+)\s*/\s*(\d*)\s*(ms|s|m|h)(?:\s+burst\s+(\d+))?$", re.IGNORECASE)
+_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
+_MAX_TAU_US = 10**15  # about 31 years: keeps every GCRA value exact in Lua's doubles
+
+
+class Rate(msgspec.Struct, frozen=True):
+    """A parsed limit: ``count`` requests per ``period_us`` microseconds, ``burst`` at once."""
+
+    count: int
+    period_us: int
+    burst: int
+
+    @property
+    def interval_us(self) -> int:
+        """GCRA's emission interval T, in the integer unit both tiers share."""
+        return self.period_us // self.count
+
+
+def parse_rate(var: str, text: str) -> Rate | None:
+    """``"300/60s burst 100"`` -> Rate(300, 60_000_000, 100); ``"off"`` -> None.
+
+    >>> parse_rate("RATE_LIMIT_API", "10/m")
+    Rate(count=10, period_us=60000000, burst=10)
+    """
+    text = text.strip()
+    if text.lower() == "off":
+        return None
+    match = _RATE.match(text)
+    if not match:
+        raise ConfigError(f"{var} must look like '300/60s burst 100' (period in ms, s, m or h) or 'off', got {text!r}")
+    count, amount, unit, burst = match.groups()
+    rate = Rate(int(count), int(amount or 1) * _UNIT_US[unit.lower()], int(burst) if burst else int(count))
+    if rate.count < 1 or rate.burst < 1:
+        raise ConfigError(f"{var}: count and burst must be at least 1, got {text!r}")
+    if rate.interval_us < 1:
+        raise ConfigError(f"{var}: period / count must be at least 1 microsecond, got {text!r}")
+    if rate.interval_us * rate.burst > _MAX_TAU_US:
+        raise ConfigError(f"{var}: period * burst / count is too long, got {text!r}")
+    return rate
+
+
+def parse_trusted_proxies(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"TRUSTED_PROXIES must be comma-separated IP addresses or CIDR networks, got {item!r}") from None
+    return tuple(networks)
+
+
+def _validate_rate_limits(s: Settings) -> None:
+    for policy, var in RATE_LIMIT_VARS.items():
+        parse_rate(var, getattr(s, f"rate_limit_{policy}"))
+    parse_trusted_proxies(s.trusted_proxies)
+    if not 1 <= s.rate_limit_redis_timeout_ms <= 10_000:
+        raise ConfigError(f"RATE_LIMIT_REDIS_TIMEOUT_MS must be between 1 and 10000, got {s.rate_limit_redis_timeout_ms}")

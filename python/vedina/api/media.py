@@ -1,0 +1,90 @@
+"""/api/media/:asset_id: a media asset's bytes, with byte ranges (GET and HEAD).
+
+Streaming players fetch video by ranges: a single range is answered 206 and
+sent from the file by the server (the internal sendfile header, see
+:mod:`vedina.http.sendfile`); several ranges are a multipart/byteranges body
+streamed in 64 KiB reads; conditional requests (If-None-Match,
+If-Modified-Since, If-Range) follow RFC 9110 (see :mod:`vedina.http.ranges`).
+HEAD answers exactly the headers GET would, as nginx does.
+
+With ``MEDIA_ACCEL_REDIRECT`` set, the app only checks the request (asset,
+path, and later entitlements, all in ``MediaService.locate``) and answers
+``X-Accel-Redirect``; nginx then serves the file, ranges and conditionals
+included.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from robyn import Headers, Request, Response, StreamingResponse, SubRouter
+
+from vedina.api.params import path_int
+from vedina.http import ranges, sendfile
+from vedina.services.media import MediaFile
+from vedina.state import AppState
+
+# Players re-request the same ranges while seeking: let the client cache, but
+# not shared caches (access to media will depend on the viewer).
+CACHE_CONTROL = "private, max-age=3600"
+
+
+def register(router: SubRouter, state: AppState) -> None:
+    accel_prefix = state.settings.media_accel_redirect
+
+    @router.get("/:asset_id", openapi_name="Stream a media asset (byte ranges)")
+    async def get_media(request: Request):
+        asset_id = path_int(request, "asset_id")
+        media = await state.media.locate(asset_id=asset_id)
+        if accel_prefix:
+            return accel_redirect(media, accel_prefix)
+        return file_response(request, media)
+
+
+def _validators(meta: ranges.FileMeta) -> Headers:
+    headers = Headers({})
+    headers.set("accept-ranges", "bytes")
+    headers.set("etag", meta.etag)
+    headers.set("last-modified", meta.last_modified)
+    headers.set("cache-control", CACHE_CONTROL)
+    return headers
+
+
+def file_response(request: Request, media: MediaFile) -> Response | StreamingResponse:
+    meta = ranges.FileMeta.of(media.stat)
+    get = request.headers.get
+    decision = ranges.decide(
+        meta,
+        range_header=get("range"),
+        if_range=get("if-range"),
+        if_none_match=get("if-none-match"),
+        if_modified_since=get("if-modified-since"),
+    )
+    headers = _validators(meta)
+    if decision.status == 304:
+        return Response(status_code=304, headers=headers, description=b"")
+
+    if len(decision.ranges) > 1:
+        body = ranges.Multipart.new(decision.ranges, size=meta.size, part_type=media.content_type)
+        headers.set("content-type", body.content_type)
+        headers.set("content-length", str(body.content_length))
+        return StreamingResponse(
+            content=body.stream(media.path), status_code=206, headers=headers, media_type=body.content_type
+        )
+
+    (start, end), = decision.ranges
+    headers.set("content-type", media.content_type)
+    headers.set("content-length", str(end - start))
+    if decision.status == 206:
+        headers.set("content-range", ranges.content_range(start, end, meta.size))
+    headers.set(sendfile.HEADER, sendfile.FileRange(path=media.path, start=start, end=end).header_value())
+    return Response(status_code=decision.status, headers=headers, description=b"")
+
+
+def accel_redirect(media: MediaFile, prefix: str) -> Response:
+    """Hand the file to nginx: it answers ranges and conditionals itself."""
+    headers = Headers({})
+    headers.set("x-accel-redirect", prefix + quote(media.relative_path, safe="/"))
+    headers.set("content-type", media.content_type)
+    headers.set("cache-control", CACHE_CONTROL)
+    return Response(status_code=200, headers=headers, description=b"")

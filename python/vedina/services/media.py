@@ -1,0 +1,85 @@
+"""Locating a media asset's file for streaming: lookup, path safety, metadata.
+
+    >>> media = MediaService(movies, media_root=Path("/srv/media"))
+    >>> found = await media.locate(asset_id=7)
+    >>> found.path, found.content_type
+    ('/srv/media/demo/color-bars.mp4', 'video/mp4')
+
+This is where access rules belong: an entitlement check slots into
+:meth:`MediaService.locate` before the file is resolved, so every way of
+sending the bytes (direct, X-Accel-Redirect) goes through it.
+
+Path safety: the stored path is relative to MEDIA_ROOT. It is resolved
+(symlinks followed) and must stay inside MEDIA_ROOT and be a regular file;
+anything else is the same 404 as an unknown asset, so a probe learns nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from vedina.errors import NotFound
+from vedina.storage.movies import MovieRepository
+
+# By extension; the asset's stored content_type is the fallback.
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".vtt": "text/vtt",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    asset_id: int
+    path: str  # absolute, resolved, inside the media root
+    relative_path: str  # POSIX, relative to the media root
+    content_type: str
+    stat: os.stat_result
+
+
+def content_type_for(path: str, stored: str | None) -> str:
+    return CONTENT_TYPES.get(PurePosixPath(path).suffix.lower()) or stored or "application/octet-stream"
+
+
+class MediaService:
+    def __init__(self, movies: MovieRepository, *, media_root: Path) -> None:
+        self._movies = movies
+        self._root = media_root.resolve()
+
+    async def locate(self, *, asset_id: int) -> MediaFile:
+        """The asset's file, or NotFound (unknown asset, missing or unsafe path)."""
+        asset = await self._movies.get_asset(asset_id)
+        if asset is None:
+            raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
+        resolved, info = self._resolve(asset["path"], asset_id)
+        relative = resolved.relative_to(self._root).as_posix()
+        return MediaFile(
+            asset_id=asset_id,
+            path=str(resolved),
+            relative_path=relative,
+            content_type=content_type_for(relative, asset.get("content_type")),
+            stat=info,
+        )
+
+    def _resolve(self, stored_path: str, asset_id: int) -> tuple[Path, os.stat_result]:
+        missing = NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})
+        # Control characters could split the internal sendfile or
+        # X-Accel-Redirect header values; no real media path has them.
+        if not stored_path or any(ord(c) < 0x20 or c == "\x7f" for c in stored_path):
+            raise missing
+        try:
+            resolved = (self._root / stored_path).resolve(strict=True)
+            info = resolved.stat()
+        except (OSError, RuntimeError):  # missing, unreadable, symlink loop
+            raise missing from None
+        if not resolved.is_relative_to(self._root) or not stat.S_ISREG(info.st_mode):
+            raise missing
+        return resolved, info
