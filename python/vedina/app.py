@@ -17,7 +17,7 @@ from vedina.config import Settings, load_settings
 from vedina._native import Router
 from vedina.errors import AppError, MethodNotAllowed, NotFound
 from vedina.http import middleware, sendfile
-from vedina.http.auth import authenticate
+from vedina.http.auth import authenticate, refuse_rejected
 from vedina.http.bridge import RSGIBridge
 from vedina.http.responses import error_response
 from vedina.logs import configure_logging
@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
     limiting = RateLimitMiddleware(settings) if settings.rate_limit_enabled else None
     if limiting is not None:
         app.before_request()(limiting.before)
+    app.before_request()(refuse_rejected)  # bad credentials: 401, after the limiter counted them
     app.before_request()(middleware.body_limit(settings.max_body_bytes))
     app.after_request()(middleware.standard_headers)
     app.after_request()(middleware.record_metrics)

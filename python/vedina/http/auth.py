@@ -7,8 +7,11 @@ SigV4 signature (API keys), or the ``vedina_access`` cookie, and sets
 ``sub``, ``role`` and ``kind`` (``user`` | ``api_key``), so later middleware
 (rate limiting) and handlers can key on it. No credentials: the request goes
 on anonymous. Bad bearer or SigV4 credentials: 401 at once (the client said
-who it is, and it is not). A bad or expired *cookie* counts as none, so a
-browser with a stale cookie can still reach login and refresh.
+who it is, and it is not) — but that answer is given by
+:func:`refuse_rejected`, registered *after* the rate limiter, so guessing
+tokens or signatures is rate limited like any other request (the rejected
+request counts against the client IP). A bad or expired *cookie* counts as
+none, so a browser with a stale cookie can still reach login and refresh.
 
 :func:`requires` wraps a handler: 401 without a principal, 403 when a cookie
 session sends an unsafe method without the right CSRF token, 403 without the
@@ -40,6 +43,9 @@ ACCESS_COOKIE = "vedina_access"
 REFRESH_COOKIE = "vedina_refresh"
 REFRESH_COOKIE_PATH = "/api/auth"
 SIGV4_SCHEME = "AWS4-HMAC-SHA256"
+# identity.claims["kind"] of a request whose credentials were refused.
+REJECTED = "rejected"
+PRINCIPAL_KINDS = {"user", "api_key"}
 
 # handler name -> permission (None: any authenticated principal); for tests and docs.
 GUARDED_ROUTES: dict[str, str | None] = {}
@@ -81,15 +87,29 @@ def authenticate(state):
         try:
             principal = await _principal(state.identity.authenticator, request, authorization)
         except AppError as exc:
-            if isinstance(exc, Unauthorized):
-                exc.headers.setdefault("www-authenticate", 'Bearer realm="vedina"')
-            response = error_response(exc)
-            return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)
+            # Answered by refuse_rejected once the rate limiter has counted it.
+            request.identity = Identity(claims={
+                "kind": REJECTED, "status": str(exc.status), "message": exc.message,
+                "www_authenticate": exc.headers.get("www-authenticate", 'Bearer realm="vedina"'),
+            })
+            return request
         if principal is not None:
             request.identity = Identity(claims=principal.claims())
         return request
 
     return middleware
+
+
+def refuse_rejected(request: Request) -> Request | Response:
+    """Answer a request whose credentials :func:`authenticate` rejected."""
+    claims = request.identity.claims if request.identity is not None else None
+    if not claims or claims.get("kind") != REJECTED:
+        return request
+    error = Forbidden(claims["message"]) if claims["status"] == "403" else Unauthorized(claims["message"])
+    if isinstance(error, Unauthorized):
+        error.headers["www-authenticate"] = claims["www_authenticate"]
+    response = error_response(error)
+    return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)
 
 
 async def _principal(authenticator, request: Request, authorization: str | None) -> Principal | None:
@@ -116,7 +136,7 @@ async def _principal(authenticator, request: Request, authorization: str | None)
 
 def principal_of(request: Request) -> Principal:
     identity = request.identity
-    if identity is None or not identity.claims.get("kind"):
+    if identity is None or identity.claims.get("kind") not in PRINCIPAL_KINDS:
         raise Unauthorized(headers={"www-authenticate": 'Bearer realm="vedina"'})
     return Principal.from_claims(dict(identity.claims))
 

@@ -21,6 +21,9 @@ from vedina.security.rbac import permissions_of
 from vedina.services.api_keys import ApiKeyService
 from vedina.services.auth_state import AuthState
 
+# RFC 6750 §3: how a resource server says the bearer token itself is bad.
+INVALID_TOKEN = {"www-authenticate": 'Bearer realm="vedina", error="invalid_token"'}
+
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["user", "api_key"]
@@ -58,15 +61,15 @@ class Authenticator:
         try:
             claims = self._keys.verifier.verify(token)
         except JWTError as exc:
-            raise Unauthorized("Invalid or expired access token", details={"reason": type(exc).__name__}) from None
+            raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN) from None
         if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
-            raise Unauthorized("Invalid or expired access token")
+            raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN)
         user_id, jti, sid = int(claims["sub"]), str(claims.get("jti", "")), str(claims.get("sid", ""))
         denied, session_live, state = await asyncio.gather(
             self._state.token_denied(jti), self._state.session_active(sid), self._state.user_state(user_id)
         )
         if denied or not session_live or state is None or state.status == "deleted":
-            raise Unauthorized("Access token revoked")
+            raise Unauthorized("Access token revoked", headers=INVALID_TOKEN)
         if state.status != "active":
             raise Forbidden("This account is suspended")
         return Principal(
