@@ -72,3 +72,24 @@ async def test_unsafe_or_missing_paths_are_not_found(media, resources, stored):
 async def test_unknown_asset_is_not_found(media):
     with pytest.raises(NotFound):
         await media.locate(asset_id=987654321)
+
+
+async def test_asset_rows_are_cached_for_the_ttl_and_files_stated_every_time(resources, settings):
+    from vedina.services.media import ASSET_CACHE_SECONDS
+
+    (settings.media_dir / "a").mkdir(parents=True)
+    (settings.media_dir / "a" / "one.mp4").write_bytes(b"1")
+    now = [1000.0]
+    media = MediaService(resources.movies, media_root=settings.media_dir, clock=lambda: now[0])
+    asset_id = await add_asset(resources, "a/one.mp4")
+    assert (await media.locate(asset_id=asset_id)).stat.st_size == 1
+
+    async with resources.engine.begin() as conn:
+        await MovieRepository.update_asset(conn, asset_id, path="a/two.mp4")
+    (settings.media_dir / "a" / "one.mp4").write_bytes(b"22")
+    cached = await media.locate(asset_id=asset_id)
+    assert cached.relative_path == "a/one.mp4" and cached.stat.st_size == 2  # row cached, file fresh
+
+    now[0] += ASSET_CACHE_SECONDS + 1
+    with pytest.raises(NotFound):  # the new row's path does not exist
+        await media.locate(asset_id=asset_id)
