@@ -31,12 +31,12 @@ def free_port() -> int:
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 
 
 _MAIN = """\
 user root;
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -57,7 +57,7 @@ http {{
 
 
 class Nginx:
-    def __init__(self, prefix: Path, servers: str) -> None:
+    def __init__(self, prefix: Path, servers: str, *, workers: int = 1) -> None:
         binary = nginx_binary()
         if binary is None:
             raise RuntimeError("nginx is not installed (bash scripts/services.sh installs it)")
@@ -68,7 +68,7 @@ class Nginx:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(
-            _MAIN.format(prefix=self.prefix, mime_types=MIME_TYPES, servers=servers.replace("@PORT@", str(self.port)))
+            _MAIN.format(prefix=self.prefix, workers=workers, mime_types=MIME_TYPES, servers=servers.replace("@PORT@", str(self.port)))
         )
         self._flags = ["-c", str(self.conf), "-p", str(self.prefix), "-e", str(self.prefix / "error.log")]
         subprocess.run([self.binary, "-t", "-q", *self._flags], check=True, capture_output=True, timeout=10)
@@ -78,14 +78,14 @@ class Nginx:
         self._wait_listening()
 
     @classmethod
-    def static(cls, prefix: Path, *, root: Path) -> Nginx:
+    def static(cls, prefix: Path, *, root: Path, workers: int = 1) -> Nginx:
         """nginx serving ``root`` directly: the reference for Range behaviour."""
         server = f"""
     server {{
         listen 127.0.0.1:@PORT@;
         location / {{ root {Path(root).resolve()}; }}
     }}"""
-        return cls(prefix, server)
+        return cls(prefix, server, workers=workers)
 
     @classmethod
     def proxy(cls, prefix: Path, *, upstream_port: int, media_root: Path) -> Nginx:
