@@ -7,3 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/install.sh test
 .venv/bin/python -m pytest -p no:cacheprovider benches -s -q --benchmark-only --benchmark-columns=min,median,mean,rounds
+
+# Media load run: Vedina vs nginx vs Starlette on random 1 MiB ranges (needs the bench extra and wrk).
+.venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))' \
+  | xargs .venv/bin/pip install --quiet
+.venv/bin/python benches/load/bench_media.py
