@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vedina.config import Settings
+from vedina.services.login_guard import LoginGuard
 from vedina.security.csrf import CsrfTokens
 from vedina.security.jwt_keys import TokenKeys, build_token_keys
 from vedina.security.keys import derive_key
@@ -42,7 +43,8 @@ class IdentityServices:
         auth_state = AuthState(resources.shared, users, session_rows)
         token_keys = build_token_keys(settings)
         sessions = SessionService(
-            engine=resources.engine, users=users, sessions=session_rows, auth_state=auth_state, token_keys=token_keys
+            engine=resources.engine, users=users, sessions=session_rows, auth_state=auth_state, token_keys=token_keys,
+            login_guard=LoginGuard(settings),
         )
         key_rows = ApiKeyRepository(resources.engine)
         api_keys = ApiKeyService(

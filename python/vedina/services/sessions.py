@@ -21,6 +21,7 @@ from vedina.errors import Forbidden, NotFound, Unauthorized
 from vedina.security.jwt_keys import TokenKeys
 from vedina.security.passwords import verify_password_async
 from vedina.services.auth_state import AuthState
+from vedina.services.login_guard import LoginGuard
 from vedina.services.emails import normalise_email
 from vedina.services.tokens import digest
 from vedina.storage.clock import utcnow
@@ -61,8 +62,9 @@ class SessionList(msgspec.Struct, kw_only=True):
 class SessionService:
     def __init__(
         self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionRepository, auth_state: AuthState,
-        token_keys: TokenKeys,
+        token_keys: TokenKeys, login_guard: LoginGuard | None = None,
     ) -> None:
+        self._login_guard = login_guard
         self._engine = engine
         self._users = users
         self._sessions = sessions
@@ -71,9 +73,14 @@ class SessionService:
 
     async def login(self, *, email: str, password: str, user_agent: str = "", ip: str = "") -> TokenPair:
         """Same answer, after the same work, for an unknown email and a wrong password."""
-        user = await self._users.get_credentials(email=normalise_email(email))
+        email = normalise_email(email)
+        if self._login_guard is not None:
+            await self._login_guard.check(email)
+        user = await self._users.get_credentials(email=email)
         usable = user is not None and user["status"] != "deleted"
         if not await verify_password_async(user["password_hash"] if usable else None, password) or not usable:
+            if self._login_guard is not None:
+                await self._login_guard.failed(email)
             raise Unauthorized(INVALID_LOGIN)
         if user["status"] == "suspended":
             raise Forbidden("This account is suspended")

@@ -103,3 +103,19 @@ def open_limiter(settings: Settings) -> RateLimiter:
         )
         cluster = RedisGCRA(client)
     return RateLimiter(host, cluster)
+
+
+_PROCESS_LIMITERS: dict[tuple[int, str, str], RateLimiter] = {}
+
+
+def process_limiter(settings: Settings) -> RateLimiter:
+    """The one limiter of this process for these settings, opened on first use.
+
+    Opened lazily in the process that serves: a worker never inherits the
+    parent's Redis connections. Shared by the middleware and the login guard.
+    """
+    key = (os.getpid(), settings.rate_limit_shm_path or str(default_shm_path(settings)), settings.redis_url)
+    limiter = _PROCESS_LIMITERS.get(key)
+    if limiter is None:
+        limiter = _PROCESS_LIMITERS[key] = open_limiter(settings)
+    return limiter

@@ -14,7 +14,6 @@ token of this process, which ``after`` checks.
 from __future__ import annotations
 
 import math
-import os
 import secrets
 
 from robyn import Request, Response
@@ -24,7 +23,7 @@ from vedina.errors import TooManyRequests
 from vedina.http.middleware import request_id_of
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.metrics import RATE_LIMITED
-from vedina.security.ratelimit.limiter import RateLimiter, open_limiter
+from vedina.security.ratelimit.limiter import RateLimiter, process_limiter
 from vedina.security.ratelimit.policies import build_policies, policy_for
 from vedina.security.ratelimit.principal import principal_of
 
@@ -42,15 +41,10 @@ class RateLimitMiddleware:
         self.proxies = parse_trusted_proxies(settings.trusted_proxies)
         self._token = secrets.token_hex(16)
         self._limiter = limiter
-        self._limiter_pid = os.getpid() if limiter is not None else None
 
     @property
     def limiter(self) -> RateLimiter:
-        # Opened lazily in the process that serves: a worker never inherits
-        # the parent's Redis connections.
-        if self._limiter is None or self._limiter_pid != os.getpid():
-            self._limiter, self._limiter_pid = open_limiter(self.settings), os.getpid()
-        return self._limiter
+        return self._limiter if self._limiter is not None else process_limiter(self.settings)
 
     async def before(self, request: Request) -> Request | Response:
         request.headers.set(DECISION_HEADER, "")

@@ -49,10 +49,15 @@ class Policy:
         return self.interval_us / 1e6
 
 
+# The policies chosen by a request's method and path (login_failures is charged by the login service).
+REQUEST_GROUPS = ("auth", "stream", "api")
+
+
 def build_policies(settings: Settings) -> dict[str, Policy]:
     """Policy name -> Policy, for every policy not switched off ("off")."""
     policies = {}
-    for name, var in RATE_LIMIT_VARS.items():
+    for name in REQUEST_GROUPS:
+        var = RATE_LIMIT_VARS[name]
         rate = parse_rate(var, getattr(settings, f"rate_limit_{name}"))
         if rate is not None:
             policies[name] = Policy(name, rate.interval_us, rate.burst)
