@@ -169,7 +169,8 @@ class LiveServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # Robyn's server stops on SIGINT but ignores SIGTERM.
+            os.killpg(self.process.pid, signal.SIGINT if self.server == "robyn" else signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
