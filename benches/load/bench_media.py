@@ -172,6 +172,23 @@ def measure(name: str, url: str, data_file: Path, script: Path, args: argparse.N
     print(f"  {name:<34} {rate:>9,.0f} req/s {rate * RANGE_BYTES / (1 << 20):>9,.0f} MiB/s", flush=True)
     return rate
 
+# The ceiling for any app on Granian: the smallest RSGI app that answers a range
+# with response_file_range (no routing, no checks, no middleware).
+BARE_GRANIAN_APP = """\
+import os
+
+PATH = os.environ["BENCH_FILE"]
+SIZE = os.path.getsize(PATH)
+
+
+async def app(scope, protocol):
+    first, _, last = scope.headers.get("range")[6:].partition("-")
+    start, end = int(first), int(last) + 1
+    headers = [("content-type", "video/mp4"), ("content-length", str(end - start)),
+               ("content-range", f"bytes {start}-{end - 1}/{SIZE}")]
+    protocol.response_file_range(206, headers, PATH, start, end)
+"""
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -223,11 +240,26 @@ def main() -> int:
                 wait_http(url, proc)
                 return measure("starlette FileResponse (uvicorn)", url, data_file, script, args)
 
-        runs: dict[str, Callable[[], float]] = {"ours": ours, "nginx": nginx, "starlette": starlette}
+        def bare_granian() -> float:
+            port = free_port()
+            (root / "bench_bare.py").write_text(BARE_GRANIAN_APP)
+            command = [sys.executable, "-m", "granian", "--interface", "rsgi", "--workers", "2", "--host",
+                       "127.0.0.1", "--port", str(port), "--log-level", "warning", "--working-dir", str(root),
+                       "bench_bare:app"]
+            with process(command, {"BENCH_FILE": str(data_file)}, root / "bare.log") as proc:
+                url = f"http://127.0.0.1:{port}/media"
+                wait_http(url, proc)
+                return measure("bare granian RSGI response_file_range", url, data_file, script, args)
+
+        runs: dict[str, Callable[[], float]] = {
+            "ours": ours, "nginx": nginx, "starlette": starlette, "bare": bare_granian,
+        }
         rates = {name: run() for name, run in runs.items()}
 
     print(f"  ours / nginx     = {rates['ours'] / rates['nginx']:.2f}x  (aim 0.7x)")
     print(f"  ours / starlette = {rates['ours'] / rates['starlette']:.2f}x  (aim 3x)")
+    print(f"  ours / bare granian = {rates['ours'] / rates['bare']:.2f}x  "
+          f"(the ceiling on Granian: bare / nginx = {rates['bare'] / rates['nginx']:.2f}x)")
     return 0
 
 

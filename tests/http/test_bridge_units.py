@@ -43,3 +43,20 @@ def test_router_rejects_conflicting_routes_with_value_error():
         router.insert("GET", "/a/:other", 1)
     assert router.lookup("GET", "/a/7") == (0, {"id": "7"})
     assert router.lookup("GET", "/b") is None
+
+
+def test_request_ids_are_unique_and_differ_after_fork():
+    import os
+
+    from vedina.http.middleware import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 32 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report one id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    assert child_id[:16] != new_request_id()[:16]

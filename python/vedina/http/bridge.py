@@ -23,7 +23,6 @@ Extras over Robyn's server:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -48,10 +47,11 @@ def _method_name(route_type: Any) -> str:
 
 
 async def _call(function_info, *args):
-    result = function_info.handler(*args, **(function_info.kwargs or {}))
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+    # FunctionInfo says whether the wrapper is a coroutine function: no
+    # isawaitable() probing on the hot path.
+    kwargs = function_info.kwargs
+    result = function_info.handler(*args, **kwargs) if kwargs else function_info.handler(*args)
+    return await result if function_info.is_async else result
 
 
 def _as_response(result: Any) -> Response | StreamingResponse:

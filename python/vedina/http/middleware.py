@@ -7,9 +7,10 @@ same middleware runs on Robyn's own server and under the Granian bridge.
 from __future__ import annotations
 
 import logging
+import itertools
+import os
 import re
 import time
-import uuid
 
 from robyn import Request, Response
 
@@ -26,16 +27,33 @@ _STARTED = "x-vedina-started"
 # A client-chosen id is kept only if it is short and plain, so it cannot
 # inject anything into logs or headers.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _reseed_request_ids() -> None:
+    # A forked worker must not repeat its parent's (or a sibling's) ids.
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed_request_ids)
 
 
 def request_id_of(request: Request) -> str:
     return request.headers.get(REQUEST_ID) or ""
 
 
+def new_request_id() -> str:
+    """32 hex digits, unique across processes: a random per-process prefix and a
+    counter (no system call per request; request ids need not be unpredictable)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 def assign_request_id(request: Request) -> Request:
     incoming = request.headers.get(REQUEST_ID)
     if not incoming or not _SAFE_REQUEST_ID.match(incoming):
-        incoming = uuid.uuid4().hex
+        incoming = new_request_id()
         request.headers.set(REQUEST_ID, incoming)
     request_id_var.set(incoming)
     return request

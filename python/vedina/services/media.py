@@ -60,41 +60,54 @@ def content_type_for(path: str, stored: str | None) -> str:
     return CONTENT_TYPES.get(PurePosixPath(path).suffix.lower()) or stored or "application/octet-stream"
 
 
+@dataclass(frozen=True, slots=True)
+class _Location:
+    """What an asset row resolves to: cached, so a request costs one ``stat``."""
+
+    path: str
+    relative_path: str
+    content_type: str
+
+
 class MediaService:
     def __init__(self, movies: MovieRepository, *, media_root: Path, clock=time.monotonic) -> None:
         self._movies = movies
         self._root = media_root.resolve()
         self._clock = clock
-        self._assets: dict[int, tuple[float, dict[str, Any]]] = {}  # id -> (expires, row)
+        self._locations: dict[int, tuple[float, _Location]] = {}  # id -> (expires, location)
 
     async def locate(self, *, asset_id: int) -> MediaFile:
         """The asset's file, or NotFound (unknown asset, missing or unsafe path)."""
-        asset = await self._asset(asset_id)
-        if asset is None:
-            raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
-        resolved, info = self._resolve(asset["path"], asset_id)
-        relative = resolved.relative_to(self._root).as_posix()
+        location = await self._location(asset_id)
+        try:
+            info = os.stat(location.path)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            self._locations.pop(asset_id, None)  # resolve again next time
+            raise NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})
         return MediaFile(
-            asset_id=asset_id,
-            path=str(resolved),
-            relative_path=relative,
-            content_type=content_type_for(relative, asset.get("content_type")),
-            stat=info,
+            asset_id=asset_id, path=location.path, relative_path=location.relative_path,
+            content_type=location.content_type, stat=info,
         )
 
-    async def _asset(self, asset_id: int) -> dict[str, Any] | None:
+    async def _location(self, asset_id: int) -> _Location:
         now = self._clock()
-        cached = self._assets.get(asset_id)
+        cached = self._locations.get(asset_id)
         if cached is not None and cached[0] > now:
             return cached[1]
         asset = await self._movies.get_asset(asset_id)
-        if asset is not None:  # unknown ids are not cached: a scan cannot fill the cache
-            if len(self._assets) >= ASSET_CACHE_SIZE:
-                del self._assets[next(iter(self._assets))]  # the oldest insertion
-            self._assets[asset_id] = (now + ASSET_CACHE_SECONDS, asset)
-        return asset
+        if asset is None:  # unknown ids are not cached: a scan cannot fill the cache
+            raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
+        resolved = self._resolve(asset["path"], asset_id)
+        relative = resolved.relative_to(self._root).as_posix()
+        location = _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")))
+        if len(self._locations) >= ASSET_CACHE_SIZE:
+            del self._locations[next(iter(self._locations))]  # the oldest insertion
+        self._locations[asset_id] = (now + ASSET_CACHE_SECONDS, location)
+        return location
 
-    def _resolve(self, stored_path: str, asset_id: int) -> tuple[Path, os.stat_result]:
+    def _resolve(self, stored_path: str, asset_id: int) -> Path:
         missing = NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})
         # Control characters could split the internal sendfile or
         # X-Accel-Redirect header values; no real media path has them.
@@ -102,9 +115,9 @@ class MediaService:
             raise missing
         try:
             resolved = (self._root / stored_path).resolve(strict=True)
-            info = resolved.stat()
         except (OSError, RuntimeError):  # missing, unreadable, symlink loop
             raise missing from None
-        if not resolved.is_relative_to(self._root) or not stat.S_ISREG(info.st_mode):
+        # Confinement is checked on the resolved path: a symlink cannot lead out of the root.
+        if not resolved.is_relative_to(self._root):
             raise missing
-        return resolved, info
+        return resolved
