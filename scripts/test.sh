@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/install.sh test
 
+echo "[test] ruff (pyflakes + import order)"
+.venv/bin/ruff check --no-cache python tests benches
+
 echo "[test] cargo test"
 cargo test --manifest-path rust_ext/Cargo.toml --quiet
 

@@ -12,9 +12,9 @@ import logging
 from robyn import Robyn, SubRouter
 from robyn.argument_parser import Config
 
+from vedina._native import Router
 from vedina.api import api_keys, auth, health, media, movies, users, webhooks
 from vedina.config import Settings, load_settings
-from vedina._native import Router
 from vedina.errors import AppError, MethodNotAllowed, NotFound
 from vedina.http import middleware, sendfile
 from vedina.http.auth import authenticate, refuse_rejected

@@ -22,8 +22,8 @@ from vedina._native import (
     InvalidClaims,
     InvalidKey,
     InvalidSignature,
-    JwtKeySet,
     JWTError,
+    JwtKeySet,
     JwtVerifier,
     MalformedToken,
 )

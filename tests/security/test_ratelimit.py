@@ -18,8 +18,16 @@ from tests.conftest import free_port, require_profile
 from vedina._native import HostRateLimiter, gcra_decide
 from vedina.config import ConfigError, load_settings, parse_rate, parse_trusted_proxies
 from vedina.security.ratelimit import (
-    DECISION_HEADER, Policy, RateLimiter, RateLimitMiddleware, RedisGCRA, build_policies, client_ip, default_shm_path,
-    group_of, principal_of,
+    DECISION_HEADER,
+    Policy,
+    RateLimiter,
+    RateLimitMiddleware,
+    RedisGCRA,
+    build_policies,
+    client_ip,
+    default_shm_path,
+    group_of,
+    principal_of,
 )
 
 PROXIES = parse_trusted_proxies("10.0.0.0/8, 2001:db8:ffff::/48")

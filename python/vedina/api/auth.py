@@ -32,6 +32,7 @@ from vedina.security.csrf import COOKIE as CSRF_COOKIE
 from vedina.services.sessions import ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, TokenPair
 from vedina.state import AppState
 
+
 class Register(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     email: Email
     password: Password

@@ -6,8 +6,8 @@ same middleware runs on Robyn's own server and under the Granian bridge.
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import os
 import re
 import time
@@ -15,9 +15,9 @@ import time
 from robyn import Request, Response
 
 from vedina.errors import PayloadTooLarge
+from vedina.http.responses import apply_standard_headers, error_response
 from vedina.logs import request_id_var
 from vedina.metrics import LATENCY, REQUESTS, route_group
-from vedina.http.responses import apply_standard_headers, error_response
 
 log = logging.getLogger(__name__)
 

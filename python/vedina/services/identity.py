@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vedina.config import Settings
-from vedina.services.login_guard import LoginGuard
 from vedina.security.csrf import CsrfTokens
 from vedina.security.jwt_keys import TokenKeys, build_token_keys
 from vedina.security.keys import derive_key
@@ -18,6 +17,7 @@ from vedina.security.secretbox import SecretBox
 from vedina.services.accounts import AccountService
 from vedina.services.api_keys import ApiKeyService, UsageRecorder
 from vedina.services.auth_state import AuthState
+from vedina.services.login_guard import LoginGuard
 from vedina.services.principals import Authenticator
 from vedina.services.sessions import SessionService
 from vedina.storage.api_keys import ApiKeyRepository

@@ -26,7 +26,6 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path, PurePosixPath
 
 from vedina.errors import NotFound

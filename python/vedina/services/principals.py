@@ -60,7 +60,7 @@ class Authenticator:
     async def access_token(self, token: str, *, via: Literal["bearer", "cookie"]) -> Principal:
         try:
             claims = self._keys.verifier.verify(token)
-        except JWTError as exc:
+        except JWTError:
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN) from None
         if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN)

@@ -21,8 +21,8 @@ from vedina.errors import Forbidden, NotFound, Unauthorized
 from vedina.security.jwt_keys import TokenKeys
 from vedina.security.passwords import verify_password_async
 from vedina.services.auth_state import AuthState
-from vedina.services.login_guard import LoginGuard
 from vedina.services.emails import normalise_email
+from vedina.services.login_guard import LoginGuard
 from vedina.services.tokens import digest
 from vedina.storage.clock import utcnow
 from vedina.storage.sessions import SessionRepository

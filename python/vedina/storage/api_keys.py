@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.storage.clock import utcnow
+from vedina.storage.rows import plain
 from vedina.storage.schema import api_keys
 
 _PUBLIC = (
@@ -24,9 +25,6 @@ _PUBLIC = (
 )
 
 
-def _plain(row: Any) -> dict[str, Any]:
-    return {str(key): value for key, value in row.items()}
-
 
 class ApiKeyRepository:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -40,7 +38,7 @@ class ApiKeyRepository:
     async def get(self, key_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(*_PUBLIC).where(api_keys.c.id == key_id))).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     async def get_for_signing(self, access_key_id: str) -> dict[str, Any] | None:
         """id, scopes and the encrypted secret of a live (not revoked) key."""
@@ -49,14 +47,14 @@ class ApiKeyRepository:
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     async def list(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         page = sa.select(*_PUBLIC).order_by(api_keys.c.id).offset(offset).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(page)).mappings().all()
             total = (await conn.execute(sa.select(sa.func.count()).select_from(api_keys))).scalar_one()
-        return [_plain(r) for r in rows], total
+        return [plain(r) for r in rows], total
 
     async def replace_secret(self, key_id: int, *, secret_ciphertext: bytes) -> bool:
         async with self._engine.begin() as conn:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vedina.storage.clock import utcnow
+from vedina.storage.rows import plain
 from vedina.storage.schema import media_assets, movies
 
 _MOVIE_COLUMNS = (
@@ -32,10 +33,6 @@ _ASSET_COLUMNS = (
 )
 
 
-def _plain(row: Any) -> dict[str, Any]:
-    # Row keys are SQLAlchemy ``quoted_name`` objects; callers want plain str keys.
-    return {str(key): value for key, value in row.items()}
-
 
 class MovieRepository:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -47,7 +44,7 @@ class MovieRepository:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(page)).mappings().all()
             total = (await conn.execute(sa.select(sa.func.count()).select_from(movies))).scalar_one()
-        return [_plain(r) for r in rows], total
+        return [plain(r) for r in rows], total
 
     async def get(self, movie_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
@@ -59,17 +56,17 @@ class MovieRepository:
                     sa.select(*_ASSET_COLUMNS).where(media_assets.c.movie_id == movie_id).order_by(media_assets.c.id)
                 )
             ).mappings().all()
-        return {**_plain(row), "assets": [_plain(a) for a in assets]}
+        return {**plain(row), "assets": [plain(a) for a in assets]}
 
     async def get_by_slug(self, slug: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(*_MOVIE_COLUMNS).where(movies.c.slug == slug))).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     async def get_asset(self, asset_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(*_ASSET_COLUMNS).where(media_assets.c.id == asset_id))).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     @staticmethod
     async def insert(conn: AsyncConnection, **values: Any) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vedina.storage.broker import Broker
 from vedina.storage.clock import utcnow
+from vedina.storage.rows import plain
 from vedina.storage.schema import outbox
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class OutboxRelay:
                     .order_by(outbox.c.id)
                 )
             ).mappings().all()
-        return [{str(k): v for k, v in r.items()} for r in rows]
+        return [plain(r) for r in rows]
 
     async def _mark_published(self, row_id: int) -> None:
         async with self._engine.begin() as conn:

@@ -9,11 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vedina.storage.clock import utcnow
+from vedina.storage.rows import plain
 from vedina.storage.schema import sessions
-
-
-def _plain(row: Any) -> dict[str, Any]:
-    return {str(key): value for key, value in row.items()}
 
 
 def _current(now: datetime):
@@ -32,7 +29,7 @@ class SessionRepository:
             .order_by(sessions.c.started_at.desc(), sessions.c.id.desc())
         )
         async with self._engine.connect() as conn:
-            return [_plain(r) for r in (await conn.execute(query)).mappings().all()]
+            return [plain(r) for r in (await conn.execute(query)).mappings().all()]
 
     async def active_family(self, family_id: str) -> dict[str, Any] | None:
         """The live head of ``family_id`` (user_id, expires_at), or None once revoked/expired."""
@@ -41,7 +38,7 @@ class SessionRepository:
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     @staticmethod
     async def insert(conn: AsyncConnection, **values: Any) -> int:
@@ -51,7 +48,7 @@ class SessionRepository:
     @staticmethod
     async def get_by_hash(conn: AsyncConnection, token_hash: str) -> dict[str, Any] | None:
         row = (await conn.execute(sa.select(sessions).where(sessions.c.refresh_token_hash == token_hash))).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     @staticmethod
     async def mark_rotated(conn: AsyncConnection, row_id: int) -> bool:

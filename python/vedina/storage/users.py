@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vedina.storage.clock import utcnow
+from vedina.storage.rows import plain
 from vedina.storage.schema import one_time_tokens, users
 
 _PUBLIC = (
@@ -27,9 +28,6 @@ _PUBLIC = (
     users.c.updated_at,
 )
 
-
-def _plain(row: Any) -> dict[str, Any]:
-    return {str(key): value for key, value in row.items()}
 
 
 def _like(term: str) -> str:
@@ -45,7 +43,7 @@ class UserRepository:
     async def get(self, user_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(*_PUBLIC).where(users.c.id == user_id))).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     async def get_credentials(self, *, email: str | None = None, user_id: int | None = None) -> dict[str, Any] | None:
         """The public columns plus ``password_hash``, by email or id."""
@@ -53,7 +51,7 @@ class UserRepository:
         query = query.where(users.c.email == email) if email is not None else query.where(users.c.id == user_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).mappings().first()
-        return None if row is None else _plain(row)
+        return None if row is None else plain(row)
 
     async def list(
         self, *, offset: int, limit: int, search: str | None = None, role: str | None = None, status: str | None = None
@@ -76,7 +74,7 @@ class UserRepository:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(page)).mappings().all()
             total = (await conn.execute(count)).scalar_one()
-        return [_plain(r) for r in rows], total
+        return [plain(r) for r in rows], total
 
     @staticmethod
     async def insert(conn: AsyncConnection, **values: Any) -> int:

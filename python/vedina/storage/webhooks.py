@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.storage.clock import utcnow
 from vedina.storage.outbox import enqueue
+from vedina.storage.rows import plain
 from vedina.storage.schema import webhook_events
 
 RECEIVED_TOPIC = "webhook.received"
@@ -42,7 +43,7 @@ class WebhookEventRepository:
     async def get(self, row_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(webhook_events).where(webhook_events.c.id == row_id))).mappings().first()
-        return None if row is None else {str(k): v for k, v in row.items()}
+        return None if row is None else plain(row)
 
     async def mark_processed(self, row_id: int) -> bool:
         """True if this call marked it (False: already processed)."""
