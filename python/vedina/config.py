@@ -88,8 +88,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_auth: str = "10/60s burst 5"
     rate_limit_stream: str = "60/60s burst 20"
     rate_limit_api: str = "300/60s burst 100"
-    # Failed logins per account, whatever the client IP (password guessing on one account).
-    rate_limit_login_failures: str = "1/3m burst 5"
+    # Login attempts per account, whatever the client IP (password guessing on one account).
+    rate_limit_login_account: str = "1/1m burst 10"
     rate_limit_shm_path: str = ""  # default: /dev/shm/vedina-ratelimit-<DATA_DIR hash>-<PORT>
     rate_limit_redis_timeout_ms: int = 100  # then the host tier decides
     trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed; empty: none
@@ -157,7 +157,7 @@ ENV_VARS: dict[str, str] = {
     "RATE_LIMIT_AUTH": "rate_limit_auth",
     "RATE_LIMIT_STREAM": "rate_limit_stream",
     "RATE_LIMIT_API": "rate_limit_api",
-    "RATE_LIMIT_LOGIN_FAILURES": "rate_limit_login_failures",
+    "RATE_LIMIT_LOGIN_ACCOUNT": "rate_limit_login_account",
     "RATE_LIMIT_SHM_PATH": "rate_limit_shm_path",
     "RATE_LIMIT_REDIS_TIMEOUT_MS": "rate_limit_redis_timeout_ms",
     "TRUSTED_PROXIES": "trusted_proxies",
@@ -277,7 +277,7 @@ RATE_LIMIT_VARS = {
     "auth": "RATE_LIMIT_AUTH",
     "stream": "RATE_LIMIT_STREAM",
     "api": "RATE_LIMIT_API",
-    "login_failures": "RATE_LIMIT_LOGIN_FAILURES",
+    "login_account": "RATE_LIMIT_LOGIN_ACCOUNT",
 }
 _RATE = re.compile(r"^(\d+)\s*/\s*(\d*)\s*(ms|s|m|h)(?:\s+burst\s+(\d+))?$", re.IGNORECASE)
 _UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}

@@ -69,13 +69,19 @@ enum Spec {
     Suffix(u64),
 }
 
-/// Parse `1*DIGIT` into a u64; anything else (empty, sign, space, overflow) is None.
+/// Parse `1*DIGIT` into a u64; anything else (empty, sign, space) is None.
+///
+/// A number too large for u64 saturates to `u64::MAX` rather than making the
+/// header invalid: it is still valid syntax (RFC 9110 puts no bound on
+/// digits), and saturating gives what the RFC asks for — a first-pos beyond
+/// any file is unsatisfiable (416), a last-pos beyond it is clamped, a suffix
+/// longer than the file means the whole file.
 fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     // Only digits remain, so the only possible failure is overflow.
-    s.parse::<u64>().ok()
+    Some(s.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 fn parse_spec(s: &str) -> Option<Spec> {
@@ -228,6 +234,9 @@ mod tests {
             ("bytes=0-18446744073709551615", 10, ok(&[(0, 10)])),
             // suffix longer than the file = whole file
             ("bytes=-5000", 1000, ok(&[(0, 1000)])),
+            // numbers past u64 saturate: first-pos beyond the file, suffix longer than it
+            ("bytes=18446744073709551616-", 1000, unsat(1000)),
+            ("bytes=-18446744073709551616", 1000, ok(&[(0, 1000)])),
             // unit is case-insensitive, OWS around the whole value and commas
             ("Bytes=0-1", 10, ok(&[(0, 2)])),
             ("  bytes=0-1 ,\t4-5  ", 10, ok(&[(0, 2), (4, 6)])),
@@ -264,8 +273,6 @@ mod tests {
             ("bytes=0 -1", 1000, Ignore),
             ("bytes = 0-1", 1000, Ignore),
             ("bytes=0-1;2-3", 1000, Ignore),
-            ("bytes=18446744073709551616-", 1000, Ignore),
-            ("bytes=-18446744073709551616", 1000, Ignore),
             ("bytes=0-1,x", 1000, Ignore),
             // other units -> ignore
             ("items=0-1", 1000, Ignore),
@@ -292,6 +299,15 @@ mod tests {
         // empty elements do not count
         assert_eq!(parse_range("bytes=0-1,,,,", 1000, 1), ok(&[(0, 2)]));
         assert_eq!(parse_range("bytes=0-1", 1000, 0), Ignore);
+    }
+
+    #[test]
+    fn numbers_beyond_u64_saturate() {
+        let huge = "99999999999999999999999999999";
+        assert_eq!(parse_range(&format!("bytes={huge}-"), 1000, 16), unsat(1000));
+        assert_eq!(parse_range(&format!("bytes=0-{huge}"), 1000, 16), ok(&[(0, 1000)]));
+        assert_eq!(parse_range(&format!("bytes=10-{huge}"), 1000, 16), ok(&[(10, 1000)]));
+        assert_eq!(parse_range(&format!("bytes=-{huge}"), 1000, 16), ok(&[(0, 1000)]));
     }
 
     #[test]

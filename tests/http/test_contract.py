@@ -148,3 +148,9 @@ def test_granian_bridge_and_robyn_server_agree(live_servers, profile, method, pa
         headers = {name: response.headers.get(name) for name in ["content-type", *SECURITY_HEADERS, "cache-control"]}
         answers.append((response.status_code, headers, response.content))
     assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("value", ["--5", "-", "5-", "+5", "５", "0x10"])
+def test_odd_integers_are_422_never_500(client, value):
+    assert_error(client.get("/api/movies", params={"limit": value}), 422, "validation_failed")
+    assert_error(client.get(f"/api/movies/{value}"), 422, "validation_failed")

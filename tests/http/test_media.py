@@ -288,6 +288,16 @@ def test_unsatisfiable_range_is_416_with_size(http, video, original):
     assert response.json()["error"]["details"] == {"size": len(original)}
 
 
+def test_positions_past_64_bits_are_read_as_beyond_the_file(http, video, original):
+    huge = "9" * 30
+    beyond = http.get(video, headers={"range": f"bytes={huge}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(original)}"
+    clamped = http.get(video, headers={"range": f"bytes=10-{huge}"})
+    assert clamped.status_code == 206
+    assert clamped.headers["content-range"] == f"bytes 10-{len(original) - 1}/{len(original)}"
+    assert clamped.content == original[10:]
+
+
 # -- real clients ------------------------------------------------------------------------------
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffmpeg not installed")

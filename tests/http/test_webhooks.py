@@ -104,3 +104,11 @@ def test_webhook_endpoint_over_http(live_servers, server, profile):
     assert duplicate.status_code == 200 and duplicate.json()["status"] == "duplicate"
     forged = httpx.post(url, content=body, headers={"vedina-signature": signature_header(b"x" * 30, body)})
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "unauthorized"
+
+
+async def test_event_ids_differing_only_in_case_are_two_events(resources, service):
+    for event_id in ("EvtCase", "evtcase"):
+        body = event(event_id)
+        receipt = await service.receive(provider="simpay", signature=signature_header(CURRENT, body), body=body)
+        assert receipt.status == "accepted"
+    assert len(await stored(resources)) == 2

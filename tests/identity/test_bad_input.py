@@ -35,6 +35,10 @@ CASES = [
     ("short password", {**_valid(), "password": "short"}, 422, "password"),
     ("common password", {**_valid(), "password": "password1234"}, 422, "password"),
     ("null", {**_valid(), "email": None}, 422, "email"),
+    ("not utf-8", b'{"email": "\xff@example.org", "password": "x", "display_name": "y"}', 400, "body"),
+    # Full-width comma and at sign: NFKC would make this two recipients.
+    ("two addresses in one", {**_valid(), "email": "ceo@victim.example\uff0cattacker\uff20evil.example"}, 422, "email"),
+    ("accented local part", {**_valid(), "email": "\u00e1dmin@example.org"}, 422, "email"),
 ]
 
 

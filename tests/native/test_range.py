@@ -38,7 +38,6 @@ def test_satisfiable(header, size, expected):
         "bytes = 0-1",
         "bytes=0 -1",
         "items=0-1",
-        "bytes=18446744073709551616-",  # overflows u64
         "bytes=0-,0-",  # ranges add up to more than the file (nginx rule)
         "bytes=0-599,400-999",
     ],
@@ -49,7 +48,8 @@ def test_ignored(header):
 
 @pytest.mark.parametrize(
     ("header", "size"),
-    [("bytes=1000-", 1000), ("bytes=-0", 1000), ("bytes=0-0", 0), ("bytes=-1", 0)],
+    [("bytes=1000-", 1000), ("bytes=-0", 1000), ("bytes=0-0", 0), ("bytes=-1", 0),
+     ("bytes=18446744073709551616-", 1000)],  # past u64: saturates, so beyond the file
 )
 def test_not_satisfiable(header, size):
     with pytest.raises(RangeNotSatisfiable) as info:

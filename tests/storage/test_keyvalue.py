@@ -66,3 +66,19 @@ async def test_memory_store_is_bounded():
         await store.set(f"k{i}", b"v")
     assert await store.get("k0") is None and await store.get("k1") is None
     assert await store.get("k4") == b"v"
+
+
+@pytest.mark.parametrize("profile", ["embedded"], indirect=True)
+async def test_background_pass_sweeps_expired_rows(resources):
+    import sqlalchemy as sa
+
+    from vedina.storage.schema import kv_entries
+
+    await resources.shared.set("nonce:old", b"x", ttl=0.05)
+    await resources.shared.set("nonce:live", b"y", ttl=60)
+    await asyncio.sleep(0.1)
+    resources.start_relay(interval=0.05, sweep_every=0.05)
+    await asyncio.sleep(0.4)
+    async with resources.engine.connect() as conn:
+        keys = (await conn.execute(sa.select(kv_entries.c.key))).scalars().all()
+    assert keys == ["nonce:live"]

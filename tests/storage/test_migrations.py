@@ -35,3 +35,16 @@ async def test_movie_repository_round_trip(resources):
     assert [a["path"] for a in movie["assets"]] == ["a.mp4"]
     rows, total = await resources.movies.list(offset=0, limit=10)
     assert total == 1 and rows[0]["slug"] == "o-brien"
+
+
+async def test_identifiers_compare_exactly_on_every_database(resources):
+    """'EvtCase' and 'evtcase' are two keys in the database on MariaDB as on SQLite (no case/accent folding)."""
+    from vedina.storage.keyvalue import SqlStore
+
+    store = SqlStore(resources.engine)  # the database table itself, on both profiles
+    await store.set("kv:EvtCase", b"upper")
+    await store.set("kv:evtcase", b"lower")
+    await store.set("kv:jos\u00e9", b"accent")
+    assert await store.get("kv:EvtCase") == b"upper"
+    assert await store.get("kv:evtcase") == b"lower"
+    assert await store.get("kv:jose") is None

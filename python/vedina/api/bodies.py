@@ -58,7 +58,7 @@ def decode_body(request: Request, cls: type[T], *, optional: bool = False) -> T 
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise ValidationFailed(message, details={"field": _field_of(message)}) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter on bytes that are not UTF-8
         raise BadRequest("Malformed JSON body", details={"field": "body"}) from None
 
 

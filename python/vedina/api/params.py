@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from robyn import Request
 
 from vedina.errors import ValidationFailed
 
-_MAX_INT_DIGITS = 18
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _int(raw: str, *, name: str, minimum: int, maximum: int) -> int:
-    if not raw or len(raw) > _MAX_INT_DIGITS or not raw.isascii() or not raw.lstrip("-").isdigit():
+    if not _INTEGER.fullmatch(raw):
         raise ValidationFailed(f"{name} must be an integer", details={"field": name, "value": raw[:64]})
     value = int(raw)
     if not minimum <= value <= maximum:

@@ -1,11 +1,13 @@
-"""Failed logins per account: password guessing on one account is slowed down
+"""Login attempts per account: password guessing on one account is slowed down
 whatever IPs it comes from (the per-IP side is the ``auth`` rate-limit policy).
 
-Each failed login for an email costs one unit of the ``login_failures`` GCRA
-policy (``RATE_LIMIT_LOGIN_FAILURES``, default 5 at once, then one per 3
-minutes); when none is left, logins for that email are refused with 429 before
-the password is even checked. Success costs nothing. The key is a hash of the
-normalised email, so unknown and known emails behave alike.
+Every login attempt for an email costs one unit of the ``login_account`` GCRA
+policy (``RATE_LIMIT_LOGIN_ACCOUNT``, default 10 at once, then one a minute),
+charged atomically *before* the password is checked: charging only failures
+after the (slow) password check would let a burst of concurrent guesses all
+pass the check first. When nothing is left, the attempt is refused with 429
+without looking at the password. The key is a hash of the normalised email,
+so unknown and known emails behave alike.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from vedina.errors import TooManyRequests
 from vedina.security.ratelimit.limiter import process_limiter
 from vedina.security.ratelimit.policies import Policy
 
-POLICY = "login_failures"
+POLICY = "login_account"
 
 
 class LoginGuard:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        rate = parse_rate(RATE_LIMIT_VARS[POLICY], settings.rate_limit_login_failures)
+        rate = parse_rate(RATE_LIMIT_VARS[POLICY], settings.rate_limit_login_account)
         self._policy = None if rate is None else Policy(POLICY, rate.interval_us, rate.burst)
 
     @property
@@ -35,19 +37,14 @@ class LoginGuard:
     def _key(email: str) -> str:
         return "email:" + hashlib.sha256(email.encode()).hexdigest()[:32]
 
-    async def check(self, email: str) -> None:
-        """Raise 429 when this account has no failed attempt left."""
+    async def attempt(self, email: str) -> None:
+        """Charge one attempt for this account; 429 when none is left."""
         if not self.enabled:
             return
-        decision = await process_limiter(self._settings).decide(self._policy, self._key(email), cost=0)
-        if decision.remaining < 1:
-            # Back to one attempt when the TAT is within (burst - 1) intervals of now.
-            wait = max(1, math.ceil(decision.reset_after - (self._policy.burst - 1) * self._policy.period_seconds))
+        decision = await process_limiter(self._settings).decide(self._policy, self._key(email), cost=1)
+        if not decision.allowed:
+            wait = max(1, math.ceil(decision.retry_after))
             raise TooManyRequests(
-                "Too many failed logins for this account; try again later",
+                "Too many login attempts for this account; try again later",
                 details={"policy": POLICY, "retry_after": wait}, headers={"retry-after": str(wait)},
             )
-
-    async def failed(self, email: str) -> None:
-        if self.enabled:
-            await process_limiter(self._settings).decide(self._policy, self._key(email), cost=1)

@@ -75,12 +75,10 @@ class SessionService:
         """Same answer, after the same work, for an unknown email and a wrong password."""
         email = normalise_email(email)
         if self._login_guard is not None:
-            await self._login_guard.check(email)
+            await self._login_guard.attempt(email)
         user = await self._users.get_credentials(email=email)
         usable = user is not None and user["status"] != "deleted"
         if not await verify_password_async(user["password_hash"] if usable else None, password) or not usable:
-            if self._login_guard is not None:
-                await self._login_guard.failed(email)
             raise Unauthorized(INVALID_LOGIN)
         if user["status"] == "suspended":
             raise Forbidden("This account is suspended")
@@ -100,11 +98,14 @@ class SessionService:
             if row["rotated_at"] is not None or not await SessionRepository.mark_rotated(conn, row["id"]):
                 reused = row
             else:
-                state = await self._state.user_state(row["user_id"])
-                if state is None or state.status != "active":
+                # Read the user row itself, not the shared-store cache: filling the
+                # cache is a write, and on SQLite a second writer would wait for
+                # this transaction's lock (and time out).
+                user = await self._users.get(row["user_id"])
+                if user is None or user["status"] != "active":
                     raise Unauthorized("Invalid or expired refresh token")
                 pair = await self._issue(
-                    conn, user_id=row["user_id"], role=state.role, family_id=row["family_id"],
+                    conn, user_id=row["user_id"], role=user["role"], family_id=row["family_id"],
                     started_at=row["started_at"], user_agent=user_agent[:200] or row["user_agent"], ip=ip or row["ip"],
                 )
         if reused is not None:

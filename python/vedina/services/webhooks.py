@@ -70,7 +70,7 @@ class WebhookService:
             event = msgspec.json.decode(body, type=WebhookEvent)
         except msgspec.ValidationError as exc:
             raise ValidationFailed(f"Invalid webhook event: {exc}") from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise BadRequest("Webhook body is not valid JSON") from None
         if not (0 < len(event.id) <= 100 and 0 < len(event.type) <= 100):
             raise ValidationFailed("Webhook event id and type must be 1-100 characters", details={"field": "id"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,22 +49,32 @@ class Resources:
                 await asyncio.wait_for(ping(), timeout=2)
                 results[name] = "ok"
             except Exception as exc:  # readiness reports, it does not raise
-                results[name] = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+                # The detail (hosts, driver messages) goes to the log, not to anonymous callers.
+                log.warning("readiness check failed", extra={"service": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                results[name] = "failed"
         return results
 
     async def _ping_db(self) -> None:
         await SqlStore(self.engine).ping()
 
-    def start_relay(self, *, interval: float = 1.0) -> None:
-        """Relay the outbox to the broker in the background of this process."""
+    def start_relay(self, *, interval: float = 1.0, sweep_every: float = 60.0) -> None:
+        """In the background of this process: relay the outbox to the broker and,
+        when the shared store is the database, delete its expired rows (Redis
+        expires keys itself; the table would otherwise only grow)."""
 
         async def loop() -> None:
+            next_sweep = time.monotonic() + sweep_every
             while True:
                 try:
                     while await self.relay.relay_once():
                         pass
+                    if isinstance(self.shared, SqlStore) and time.monotonic() >= next_sweep:
+                        next_sweep = time.monotonic() + sweep_every
+                        swept = await self.shared.sweep()
+                        if swept:
+                            log.info("swept expired key-value rows", extra={"rows": swept})
                 except Exception:
-                    log.exception("outbox relay pass failed")
+                    log.exception("background pass failed (outbox relay / key-value sweep)")
                 await asyncio.sleep(interval)
 
         self._tasks.append(asyncio.get_running_loop().create_task(loop()))

@@ -7,6 +7,7 @@ test compares a migrated database with this metadata.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 metadata = sa.MetaData(
     naming_convention={
@@ -19,6 +20,16 @@ metadata = sa.MetaData(
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def Exact(length: int) -> sa.types.TypeEngine:
+    """A string compared byte for byte on every database.
+
+    MariaDB/MySQL compare VARCHARs case- and accent-insensitively by default
+    (``'Evt'='evt'``, ``'jose'='josé'``) where SQLite compares exactly; keys,
+    identifiers and addresses must mean the same thing on both profiles.
+    """
+    return sa.String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 movies = sa.Table(
     "movies",
@@ -70,7 +81,7 @@ outbox = sa.Table(
 kv_entries = sa.Table(
     "kv_entries",
     metadata,
-    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("key", Exact(255), primary_key=True),
     sa.Column("value", sa.LargeBinary(), nullable=False),
     sa.Column("expires_at", sa.BigInteger(), nullable=True, index=True),  # unix ms
 )
@@ -81,7 +92,7 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("email", sa.String(254), nullable=False, unique=True),  # normalised: NFKC, lower case
+    sa.Column("email", Exact(254), nullable=False, unique=True),  # normalised: NFKC, lower case
     sa.Column("display_name", sa.String(100), nullable=False),
     sa.Column("password_hash", sa.String(255), nullable=True),  # Argon2id; NULL once erased
     sa.Column("role", sa.String(16), nullable=False, default="viewer"),
@@ -99,8 +110,8 @@ sessions = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("family_id", sa.String(32), nullable=False, index=True),
-    sa.Column("refresh_token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex
+    sa.Column("family_id", Exact(32), nullable=False, index=True),
+    sa.Column("refresh_token_hash", Exact(64), nullable=False, unique=True),  # sha256 hex
     sa.Column("user_agent", sa.String(200), nullable=False, default=""),
     sa.Column("ip", sa.String(64), nullable=False, default=""),
     sa.Column("started_at", sa.DateTime(), nullable=False),  # when the family began (login)
@@ -115,7 +126,7 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("access_key_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("access_key_id", Exact(32), nullable=False, unique=True),
     sa.Column("name", sa.String(100), nullable=False),
     # AES-256-GCM: 12-byte nonce || ciphertext || tag, access_key_id as associated data.
     sa.Column("secret_ciphertext", sa.LargeBinary(), nullable=False),
@@ -134,7 +145,7 @@ one_time_tokens = sa.Table(
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("purpose", sa.String(16), nullable=False),  # verify_email | reset_password
-    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("token_hash", Exact(64), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(), nullable=False),
     sa.Column("expires_at", sa.DateTime(), nullable=False),
     sa.Column("used_at", sa.DateTime(), nullable=True),
@@ -146,8 +157,8 @@ webhook_events = sa.Table(
     "webhook_events",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("provider", sa.String(32), nullable=False),
-    sa.Column("event_id", sa.String(100), nullable=False),
+    sa.Column("provider", Exact(32), nullable=False),
+    sa.Column("event_id", Exact(100), nullable=False),
     sa.Column("event_type", sa.String(100), nullable=False),
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("received_at", sa.DateTime(), nullable=False),

@@ -28,7 +28,10 @@ EXEMPT_PATHS = ("/health", "/ready", "/metrics")
 AUTH_PREFIX = "/api/auth"
 STREAM_PREFIX = "/api/media"
 _READ_METHODS = frozenset({"GET", "HEAD"})
-_RANGE_FROM_ZERO = re.compile(r"^\s*bytes\s*=\s*0*\s*-", re.IGNORECASE)
+# A continuation: a well-formed byte range starting after byte 0. Anything else
+# (no Range, from byte 0, a suffix, or a header the media endpoint ignores and
+# so answers with the whole file) is a stream start.
+_CONTINUATION = re.compile(r"^\s*bytes\s*=\s*0*[1-9][0-9]{0,18}\s*-\s*[0-9]{0,19}\s*(,|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class Policy:
         return self.interval_us / 1e6
 
 
-# The policies chosen by a request's method and path (login_failures is charged by the login service).
+# The policies chosen by a request's method and path (login_account is charged by the login service).
 REQUEST_GROUPS = ("auth", "stream", "api")
 
 
@@ -75,7 +78,7 @@ def group_of(method: str, path: str, range_header: str | None) -> str | None:
     if _under(path, AUTH_PREFIX) and method not in _READ_METHODS:
         return "auth"
     if method in _READ_METHODS and _under(path, STREAM_PREFIX):
-        if not range_header or _RANGE_FROM_ZERO.match(range_header):
+        if not range_header or not _CONTINUATION.match(range_header):
             return "stream"
     return "api"
 
