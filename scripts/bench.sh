@@ -12,3 +12,4 @@ bash scripts/install.sh test
 .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))' \
   | xargs .venv/bin/pip install --quiet
 .venv/bin/python benches/load/bench_media.py
+.venv/bin/python benches/load/bench_servers.py
