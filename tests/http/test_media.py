@@ -398,3 +398,11 @@ def test_accel_mode_keeps_app_errors_and_hides_the_internal_location(accel):
     direct = httpx.get(f"{proxy.base_url}{ACCEL_PREFIX}demo/{MOOV_LAST}.mp4", timeout=10)
     assert direct.status_code == 404  # "internal": only reachable through the app
     assert not direct.content.startswith(b"\x00\x00\x00")  # no MP4 box
+
+
+def test_multi_range_answers_carry_the_standard_headers_on_both_servers(http, video):
+    response = http.get(video, headers={"range": "bytes=0-9,100-109", "x-request-id": "multi-1"})
+    assert response.status_code == 206
+    assert response.headers["x-request-id"] == "multi-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "private" in response.headers["cache-control"]

@@ -21,6 +21,8 @@ from robyn import Headers, Request, Response, StreamingResponse, SubRouter
 
 from vedina.api.params import path_int
 from vedina.http import ranges, sendfile
+from vedina.http.middleware import request_id_of
+from vedina.http.responses import apply_standard_headers
 from vedina.services.media import MediaFile
 from vedina.state import AppState
 
@@ -68,9 +70,12 @@ def file_response(request: Request, media: MediaFile) -> Response | StreamingRes
         body = ranges.Multipart.new(decision.ranges, size=meta.size, part_type=media.content_type)
         headers.set("content-type", body.content_type)
         headers.set("content-length", str(body.content_length))
-        return StreamingResponse(
+        streamed = StreamingResponse(
             content=body.stream(media.path), status_code=206, headers=headers, media_type=body.content_type
         )
+        # Robyn's own server skips after-middleware for streamed answers: give
+        # this one its standard headers here (idempotent under the bridge).
+        return apply_standard_headers(streamed, request_id=request_id_of(request), path=request.url.path)
 
     (start, end), = decision.ranges
     headers.set("content-type", media.content_type)
