@@ -406,7 +406,9 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// Parse `yyyymmddThhmmssZ` to unix seconds.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    // ASCII only: the byte positions below must be character boundaries
+    // (a multi-byte character across one would make the slice panic).
+    if !s.is_ascii() || b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -740,5 +742,12 @@ mod tests {
         for bad in ["20150830T123600", "2015-08-30T12:36:00Z", "20151330T123600Z", "20150830T253600Z", "2015083xT123600Z"] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn non_ascii_amz_date_is_rejected_not_a_panic() {
+        assert_eq!(parse_amz_date("20150\u{e9}0T123600Z"), None);
+        assert_eq!(parse_amz_date("2015\u{e9}\u{e9}T123600Z"), None);
+        assert!(parse_amz_date("20150830T123600Z").is_some());
     }
 }

@@ -140,3 +140,38 @@ def test_processes_sharing_the_file_make_exact_decisions(tmp_path, processes):
     assert abs(expected - (BURST + STEPS // 4)) <= 1
     assert abs(sum(counts) - expected) <= 1, (counts, expected)
     assert all(c >= 0 for c in counts) and os.path.exists(path)
+
+
+def test_table_refuses_a_symlink(tmp_path):
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious")
+    link = tmp_path / "table"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        HostRateLimiter(str(link), 64)
+    assert target.read_bytes() == b"precious"
+
+
+def test_table_refuses_a_file_others_may_write(tmp_path):
+    path = tmp_path / "table"
+    HostRateLimiter(str(path), 64)
+    os.chmod(path, 0o666)
+    with pytest.raises(ValueError, match="owned by this user"):
+        HostRateLimiter(str(path), 64)
+
+
+def test_new_table_is_private_and_fully_allocated(tmp_path):
+    path = tmp_path / "table"
+    HostRateLimiter(str(path), 1024)
+    info = os.stat(path)
+    assert info.st_mode & 0o777 == 0o600
+    assert info.st_blocks * 512 >= info.st_size  # zeros written, not sparse
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_hash_key_differs_between_tables(tmp_path):
+    HostRateLimiter(str(tmp_path / "one"), 64)
+    HostRateLimiter(str(tmp_path / "two"), 64)
+    one = (tmp_path / "one").read_bytes()[24:40]
+    two = (tmp_path / "two").read_bytes()[24:40]
+    assert one != two and one != bytes(16)

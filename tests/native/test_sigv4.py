@@ -240,3 +240,13 @@ def test_webhook_malformed(header):
 def test_webhook_needs_a_secret():
     with pytest.raises(ValueError):
         verify_webhook(sign_webhook(b"k", 1, b""), [], b"", now=1)
+
+
+def test_non_ascii_amz_date_is_a_signature_error_not_a_panic():
+    from vedina._native import SignatureError, verify_sigv4
+
+    auth = ("AWS4-HMAC-SHA256 Credential=AK/20240101/eu-west-1/vedina/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
+    headers = [("host", "api.test"), ("x-amz-date", "20150\u00e90T123600Z"), ("authorization", auth)]
+    with pytest.raises(SignatureError):
+        verify_sigv4("GET", "/", "", headers, b"", "secret", region="eu-west-1")

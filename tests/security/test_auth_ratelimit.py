@@ -22,3 +22,20 @@ def test_forged_bearer_tokens_get_401_then_429(tmp_path):
         assert int(answers[3].headers["retry-after"]) >= 1
     finally:
         live.stop()
+
+
+def test_serve_replaces_a_stale_table_at_the_default_path(tmp_path):
+    from vedina._native import HostRateLimiter
+    from vedina.config import load_settings
+    from vedina.http.serve import prepare_rate_limit_table
+    from vedina.security.ratelimit.limiter import default_shm_path
+
+    settings = load_settings({"DATA_DIR": str(tmp_path), "PORT": "18555"})
+    path = default_shm_path(settings)
+    path.write_bytes(b"VEDGCRA1" + bytes(100))  # an old or foreign table
+    path.chmod(0o600)
+    try:
+        prepare_rate_limit_table(settings)
+        assert HostRateLimiter(str(path)).check("k", limit=1, period=1.0, burst=1).allowed
+    finally:
+        path.unlink(missing_ok=True)

@@ -21,8 +21,28 @@ def prepare_multiprocess_dir(data_dir: str, port: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
+def prepare_rate_limit_table(settings: Settings) -> None:
+    """Create the host rate-limit table before the workers start, replacing a
+    stale one at the default path (another version or capacity, e.g. after an
+    upgrade), so that every worker opens the same, valid table."""
+    if not settings.rate_limit_enabled:
+        return
+    from vedina._native import HostRateLimiter
+    from vedina.security.ratelimit.limiter import default_shm_path
+
+    path = settings.rate_limit_shm_path or str(default_shm_path(settings))
+    try:
+        HostRateLimiter(path)
+    except ValueError:
+        if settings.rate_limit_shm_path:
+            raise  # an operator's explicit path: say so rather than delete it
+        os.unlink(path)
+        HostRateLimiter(path)
+
+
 def serve_granian(settings: Settings) -> None:
     prepare_multiprocess_dir(settings.data_dir, settings.port)
+    prepare_rate_limit_table(settings)
     from granian.constants import Interfaces
     from granian.server import Server
 
@@ -50,6 +70,7 @@ def serve_granian(settings: Settings) -> None:
 
 def serve_robyn(settings: Settings) -> None:
     prepare_multiprocess_dir(settings.data_dir, settings.port)
+    prepare_rate_limit_table(settings)
     from vedina.app import create_app
     from vedina.logs import configure_logging
 

@@ -7,15 +7,18 @@
 //!
 //! ```text
 //! offset 0   u64 magic "VEDGCRA1"
-//!        8   u64 version (1)
+//!        8   u64 version (2)
 //!        16  u64 capacity (slots)
-//!        24  40 bytes reserved (header is 64 bytes)
+//!        24  2 x u64 SipHash key, random per table
+//!        40  24 bytes reserved (header is 64 bytes)
 //!        64  capacity x slot { AtomicU64 key_hash (0 = empty), AtomicU64 tat_ns }
 //! ```
 //!
-//! The file is created complete under a temporary name and published with
-//! `link(2)`, which fails if the path exists: a process never maps a
-//! half-initialised table, and concurrent creators agree on one file.
+//! The file is created complete (zeros written, not sparse) under a random
+//! temporary name with `O_EXCL` and mode 0600, and published with `link(2)`,
+//! which fails if the path exists: a process never maps a half-initialised
+//! table, and concurrent creators agree on one file. Opening refuses symlinks
+//! and files not owned by this user or writable by others.
 //!
 //! Slots: open addressing with linear probing over at most [`MAX_PROBE`]
 //! slots from `fastrange(hash)`. A lookup walks the window:
@@ -34,17 +37,23 @@
 //! key check or the CAS fails and the lookup restarts.
 //!
 //! Known limits (documented, not hidden):
-//! * two processes inserting the same NEW key at the same instant, while an
-//!   expired slot's TAT lies between their two clock readings, may place it
-//!   in two slots; that key then gets up to one extra burst, once;
+//! * two processes inserting the same NEW key at the same instant, while the
+//!   window holds reclaimable slots, may place it in two slots; that key then
+//!   gets up to one extra burst, once;
+//! * a slot whose TAT is 0 (just claimed or reset) can be reclaimed between
+//!   another process's key check and its CAS (ABA): that request is then
+//!   charged to the new key once. Making key and TAT one 128-bit CAS would
+//!   close both; this table keeps 64-bit atomics for portability;
 //! * a process killed between the two stores of a reclaim (a few instructions)
 //!   leaves that slot marked until the file is recreated;
-//! * keys are hashed to 64 bits (SipHash-1-3, fixed key): two keys with the
-//!   same hash share a limit (probability ~ n^2 / 2^65).
+//! * keys are hashed to 64 bits (SipHash-1-3 with the table's random key): two
+//!   keys with the same hash share a limit (probability ~ n^2 / 2^65), and
+//!   nobody without the file can choose keys that collide.
 
 use std::fs::{File, OpenOptions};
 use std::hash::Hasher;
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -55,7 +64,7 @@ use siphasher::sip::SipHasher13;
 use super::gcra::{self, Decision, Params};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"VEDGCRA1");
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 const HEADER_BYTES: usize = 64;
 const SLOT_BYTES: usize = 16;
 /// Longest probe sequence: bounds the work per decision. A key whose window
@@ -63,8 +72,12 @@ const SLOT_BYTES: usize = 16;
 pub const MAX_PROBE: usize = 32;
 /// TAT value of a slot being handed to another key.
 const RECLAIMING: u64 = u64::MAX;
-/// Fixed SipHash key: the hash must be the same in every process and every build.
-const HASH_KEY: (u64, u64) = (0x7665_6469_6e61_2d72, 0x6174_656c_696d_6974);
+// Header words: 0 magic, 1 version, 2 capacity, 3-4 the table's SipHash key.
+// The key is random per table (written once at creation, read by every process
+// that opens it): with a public key, anyone could compute keys that share a
+// victim key's probe window and fill it, so the victim's requests would find
+// no slot (and go untracked).
+const HASH_KEY_WORDS: usize = 3;
 
 #[derive(Debug)]
 pub enum ShmError {
@@ -97,17 +110,27 @@ pub struct Checked {
     pub tracked: bool,
 }
 
-/// The 64-bit hash of a key; never 0 (0 marks an empty slot).
-pub fn key_hash(key: &str) -> u64 {
-    let mut h = SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1);
+/// The 64-bit hash of a key under a table's SipHash key; never 0 (0 marks an empty slot).
+pub fn key_hash(hash_key: (u64, u64), key: &str) -> u64 {
+    let mut h = SipHasher13::new_with_keys(hash_key.0, hash_key.1);
     h.write(key.as_bytes());
     h.finish().max(1)
+}
+
+/// 16 random bytes from the kernel.
+fn random_words() -> std::io::Result<(u64, u64)> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let (a, b) = bytes.split_at(8);
+    Ok((u64::from_ne_bytes(a.try_into().expect("8 bytes")), u64::from_ne_bytes(b.try_into().expect("8 bytes"))))
 }
 
 pub struct SharedTable {
     _map: MmapMut,
     base: NonNull<AtomicU64>,
     capacity: usize,
+    hash_key: (u64, u64),
 }
 
 // SAFETY: the mapping is only accessed through `AtomicU64`s, which are safe
@@ -127,8 +150,20 @@ impl SharedTable {
         if !path.exists() {
             Self::create(path, capacity, len)?;
         }
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let actual = file.metadata()?.len();
+        // No symlinks, and only a regular file of ours that nobody else may
+        // write: in a shared directory such as /dev/shm another local user
+        // could otherwise plant or swap the table and control every limit.
+        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+        let meta = file.metadata()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+            return Err(ShmError::Incompatible(format!(
+                "{} must be a regular file owned by this user and writable by it alone",
+                path.display()
+            )));
+        }
+        let actual = meta.len();
         if actual < HEADER_BYTES as u64 {
             return Err(ShmError::Incompatible(format!("{} is too short for a rate-limit table", path.display())));
         }
@@ -146,20 +181,39 @@ impl SharedTable {
                 word(2)
             )));
         }
+        if map.len() != len {
+            // The file changed size between the check and the mapping.
+            return Err(ShmError::Incompatible(format!("{} changed size while opening", path.display())));
+        }
+        let hash_key = (word(HASH_KEY_WORDS), word(HASH_KEY_WORDS + 1));
         let base = NonNull::new(map.as_mut_ptr().wrapping_add(HEADER_BYTES).cast::<AtomicU64>()).expect("mmap is not null");
-        Ok(SharedTable { _map: map, base, capacity })
+        Ok(SharedTable { _map: map, base, capacity, hash_key })
     }
 
     fn create(path: &Path, capacity: usize, len: usize) -> Result<(), ShmError> {
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let (k0, k1) = random_words()?;
+        // An unpredictable name, created exclusively (never following a
+        // planted symlink), readable and writable by this user only.
+        let tmp = path.with_extension(format!("tmp.{:016x}", random_words()?.0));
         let result = (|| -> Result<(), ShmError> {
-            let mut f: File = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            let mut f: File = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             let mut header = [0u8; HEADER_BYTES];
             header[0..8].copy_from_slice(&MAGIC.to_ne_bytes());
             header[8..16].copy_from_slice(&VERSION.to_ne_bytes());
             header[16..24].copy_from_slice(&(capacity as u64).to_ne_bytes());
+            header[24..32].copy_from_slice(&k0.to_ne_bytes());
+            header[32..40].copy_from_slice(&k1.to_ne_bytes());
             f.write_all(&header)?;
-            f.set_len(len as u64)?; // zero-filled: every slot empty
+            // Zeros written, not a sparse set_len: a full tmpfs then fails here
+            // with an error, instead of SIGBUS in a worker on first use.
+            let zeros = vec![0u8; 1 << 16];
+            let mut left = len - HEADER_BYTES;
+            while left > 0 {
+                let n = left.min(zeros.len());
+                f.write_all(&zeros[..n])?;
+                left -= n;
+            }
+            f.sync_all()?;
             match std::fs::hard_link(&tmp, path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()), // another process won
@@ -265,7 +319,7 @@ impl SharedTable {
 
     /// Decide a request for `key` at `now_ns` and record it when allowed.
     pub fn check(&self, key: &str, now_ns: u64, params: &Params, on_full: OnFull) -> Checked {
-        let hash = key_hash(key);
+        let hash = key_hash(self.hash_key, key);
         'lookup: for _ in 0..1000 {
             let Some(slot) = self.find_or_claim(hash, now_ns) else { break };
             loop {
@@ -305,7 +359,7 @@ impl SharedTable {
 
     /// Forget `key`: its next request starts from a full burst.
     pub fn reset(&self, key: &str) {
-        let hash = key_hash(key);
+        let hash = key_hash(self.hash_key, key);
         if let Some(slot) = self.find(hash) {
             let tat = self.tat_at(slot);
             let mut current = tat.load(SeqCst);
