@@ -157,3 +157,21 @@ async def test_usage_recorder_writes_one_batch(resources):
     assert await recorder.flush() == 1
     assert len(writes) == 1 and list(writes[0]) == [key_id]
     assert (await repository.get(key_id))["last_used_at"] is not None
+
+
+@pytest.mark.parametrize("query", ["q=a%20b", "q=a%2Bb", "q=%C3%A9t%C3%A9&z=1", "q=a%2Fb%3Dc"])
+def test_signed_query_values_with_spaces_plus_and_unicode_verify(server, admin, query):
+    key = _new_key(server, admin)
+    with server.client() as http:
+        response = http.get(f"/api/auth/whoami?{query}", headers=_signed(server, key, query=query))
+    assert response.status_code == 200, response.text
+
+
+def test_botocore_signed_query_with_a_space_verifies(server, admin):
+    key = _new_key(server, admin)
+    url = server.base_url + "/api/auth/whoami?title=the%20color%20bars"
+    request = AWSRequest(method="GET", url=url, headers={})
+    SigV4Auth(Credentials(key["access_key_id"], key["secret"]), "vedina", server.settings.sigv4_region).add_auth(request)
+    with server.client() as http:
+        response = http.get(url, headers=dict(request.headers.items()))
+    assert response.status_code == 200, response.text

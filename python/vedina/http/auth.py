@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import inspect
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from robyn import Request, Response
 from robyn.robyn import Identity
@@ -74,8 +74,10 @@ def user_agent(request: Request) -> str:
 
 def _raw_query(request: Request) -> str:
     # The SigV4 canonical query is built from decoded, sorted pairs, so
-    # re-encoding the parsed parameters yields the same canonical form.
-    return urlencode(request.query_params.multi_items())
+    # re-encoding the parsed parameters yields the same canonical form — as
+    # long as a space becomes %20 (the verifier reads "+" as a literal plus).
+    # What is verified is then exactly what the handlers read.
+    return urlencode(request.query_params.multi_items(), quote_via=quote)
 
 
 def authenticate(state):
