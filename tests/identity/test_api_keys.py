@@ -49,13 +49,16 @@ def test_signed_request_is_accepted_with_the_key_as_principal(server, admin):
     assert body["permissions"] == ["catalog:read", "media:ingest"]
 
 
-def test_botocore_signed_request_is_accepted(server, admin):
-    key = _new_key(server, admin)
-    url = server.base_url + "/api/auth/whoami?b=2&a=1"
+def _botocore_get(server, key, url: str):
     request = AWSRequest(method="GET", url=url, headers={})
     SigV4Auth(Credentials(key["access_key_id"], key["secret"]), "vedina", server.settings.sigv4_region).add_auth(request)
     with server.client() as http:
-        response = http.get(url, headers=dict(request.headers.items()))
+        return http.get(url, headers=dict(request.headers.items()))
+
+
+def test_botocore_signed_request_is_accepted(server, admin):
+    key = _new_key(server, admin)
+    response = _botocore_get(server, key, server.base_url + "/api/auth/whoami?b=2&a=1")
     assert response.status_code == 200, response.text
     assert response.json()["sub"] == key["access_key_id"]
 
@@ -169,9 +172,5 @@ def test_signed_query_values_with_spaces_plus_and_unicode_verify(server, admin, 
 
 def test_botocore_signed_query_with_a_space_verifies(server, admin):
     key = _new_key(server, admin)
-    url = server.base_url + "/api/auth/whoami?title=the%20color%20bars"
-    request = AWSRequest(method="GET", url=url, headers={})
-    SigV4Auth(Credentials(key["access_key_id"], key["secret"]), "vedina", server.settings.sigv4_region).add_auth(request)
-    with server.client() as http:
-        response = http.get(url, headers=dict(request.headers.items()))
+    response = _botocore_get(server, key, server.base_url + "/api/auth/whoami?title=the%20color%20bars")
     assert response.status_code == 200, response.text
