@@ -13,8 +13,6 @@ limiting is off: this measures serving, not the limiter.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benches.load.bench_media import VEDINA, process, run_wrk, wait_http  # noqa: E402
-from tests.http.nginx_helper import free_port  # noqa: E402
+from benches.load.bench_media import run_wrk  # noqa: E402
+from tests.conftest import LiveServer, run_cli  # noqa: E402
 
 ENDPOINTS = ["/health", "/api/movies", "/api/movies/1"]
 PLAIN_GET = "request = function() return wrk.format('GET') end\n"
@@ -40,22 +38,21 @@ def main() -> int:
         root = Path(tmp)
         env = {"DATA_DIR": str(root), "LOG_LEVEL": "warning", "RATE_LIMIT_ENABLED": "false", "VEDINA_ENV": "test"}
         for command in ("migrate", "demo-data"):
-            subprocess.run([VEDINA, command], env={**os.environ, **env}, check=True, capture_output=True, timeout=300)
+            run_cli(env, command)
         script = root / "get.lua"
         script.write_text(PLAIN_GET)
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, 2 workers each, 127.0.0.1")
         rates: dict[tuple[str, str], float] = {}
         for server in ("granian", "robyn"):
-            port = free_port()
-            command = [VEDINA, "serve", "--server", server, "--workers", "2", "--port", str(port)]
-            with process(command, env, root / f"{server}.log") as proc:
-                base = f"http://127.0.0.1:{port}"
-                wait_http(base + "/health", proc)
+            live = LiveServer(server=server, env=env, workers=2)
+            try:
                 for path in ENDPOINTS:
                     quick = argparse.Namespace(**{**vars(args), "seconds": 2})
-                    run_wrk(base + path, script, quick)  # warm-up
-                    rates[server, path] = rate = run_wrk(base + path, script, args)
+                    run_wrk(live.base_url + path, script, quick)  # warm-up
+                    rates[server, path] = rate = run_wrk(live.base_url + path, script, args)
                     print(f"  {server:<8} {path:<16} {rate:>10,.0f} req/s", flush=True)
+            finally:
+                live.stop()
     for path in ENDPOINTS:
         print(f"  granian / robyn  {path:<16} = {rates['granian', path] / rates['robyn', path]:.2f}x")
     return 0

@@ -16,7 +16,8 @@ def test_ready_is_503_naming_an_unreachable_redis(tmp_path):
         response = httpx.get(f"{live.base_url}/ready", timeout=10)
         assert response.status_code == 503
         error = response.json()["error"]
-        assert error["code"] == "not_ready" and "redis" in error["message"]
+        assert error["code"] == "service_unavailable" and error["status"] == "error"
+        assert "redis" in error["message"]
         assert error["details"]["database"] == "ok"
         assert error["details"]["redis"] != "ok"
     finally:

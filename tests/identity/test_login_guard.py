@@ -56,3 +56,20 @@ async def test_refresh_works_when_the_user_state_cache_is_cold(identity, resourc
         await resources.shared.delete(f"auth:user:{user_id}")
     renewed = await asyncio.wait_for(identity.sessions.refresh(refresh_token=pair.refresh_token), timeout=5)
     assert renewed.access_token and renewed.refresh_token != pair.refresh_token
+
+
+async def test_login_upgrades_a_hash_made_with_weaker_parameters(identity, resources):
+    import sqlalchemy as sa
+    from argon2 import PasswordHasher
+
+    from vedina.security.passwords import needs_rehash, normalise
+    from vedina.storage.schema import users
+
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(normalise(PASSWORD))
+    async with resources.engine.begin() as conn:
+        await conn.execute(sa.update(users).where(users.c.email == "bystander@example.com").values(password_hash=weak))
+    assert (await identity.sessions.login(email="bystander@example.com", password=PASSWORD)).access_token
+    async with resources.engine.connect() as conn:
+        stored = (await conn.execute(sa.select(users.c.password_hash).where(users.c.email == "bystander@example.com"))).scalar_one()
+    assert stored != weak and not needs_rehash(stored)
+    assert (await identity.sessions.login(email="bystander@example.com", password=PASSWORD)).access_token

@@ -5,7 +5,8 @@ from __future__ import annotations
 from robyn import Headers, Response, Robyn
 
 from vedina import __version__
-from vedina.http.responses import json_response
+from vedina.errors import ServiceUnavailable
+from vedina.http.responses import error_response, json_response
 from vedina.metrics import exposition
 from vedina.state import AppState
 
@@ -25,8 +26,5 @@ def register(app: Robyn, state: AppState) -> None:
         checks = await state.resources.check()
         failed = sorted(name for name, result in checks.items() if result != "ok")
         if failed:
-            return json_response(
-                {"error": {"code": "not_ready", "message": f"Not ready: {', '.join(failed)}", "details": checks, "status": "error"}},
-                status=503,
-            )
+            return error_response(ServiceUnavailable(f"Not ready: {', '.join(failed)}", details=checks))
         return json_response({"status": "ready", "checks": checks, "profile": state.settings.storage_profile})

@@ -13,6 +13,7 @@ from vedina.errors import ValidationFailed
 from vedina.http.auth import principal_of, requires
 from vedina.http.responses import json_response
 from vedina.security.rbac import Role
+from vedina.services.accounts import STATUSES
 from vedina.state import AppState
 
 MAX_PAGE = 100
@@ -87,7 +88,7 @@ def register(router: SubRouter, state: AppState) -> None:
             limit=query_int(request, "limit", default=20, minimum=1, maximum=MAX_PAGE),
             search=search or None,
             role=_choice(request, "role", {r.value for r in Role}),
-            status=_choice(request, "status", {"active", "suspended", "deleted"}),
+            status=_choice(request, "status", set(STATUSES)),
         )
         return json_response(page)
 

@@ -168,7 +168,6 @@ def requires(permission: str | None = None, *, csrf_tokens=None):
         guarded.__qualname__ = handler.__qualname__
         need = f"Requires permission `{permission}`." if permission else "Requires authentication."
         guarded.__doc__ = f"{need}\n\n{inspect.getdoc(handler) or ''}".strip()
-        guarded.required_permission = permission
         GUARDED_ROUTES[f"{handler.__module__}.{handler.__name__}"] = permission
         return guarded
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.errors import Forbidden, NotFound, Unauthorized
 from vedina.security.jwt_keys import TokenKeys
-from vedina.security.passwords import verify_password_async
+from vedina.security.passwords import hash_password_async, needs_rehash, verify_password_async
 from vedina.services.auth_state import AuthState
 from vedina.services.emails import normalise_email
 from vedina.services.login_guard import LoginGuard
@@ -82,8 +82,13 @@ class SessionService:
             raise Unauthorized(INVALID_LOGIN)
         if user["status"] == "suspended":
             raise Forbidden("This account is suspended")
+        # The one moment the plain password is at hand: upgrade a hash made with
+        # older (weaker) Argon2 parameters to the current ones.
+        new_hash = await hash_password_async(password) if needs_rehash(user["password_hash"]) else None
         family_id = uuid.uuid4().hex
         async with self._engine.begin() as conn:
+            if new_hash is not None:
+                await UserRepository.update(conn, user["id"], password_hash=new_hash)
             pair = await self._issue(conn, user_id=user["id"], role=user["role"], family_id=family_id,
                                      started_at=utcnow(), user_agent=user_agent, ip=ip)
         await self._state.mark_session_active(family_id)
