@@ -10,6 +10,7 @@ local run) those cases are skipped, and in CI they are required.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +30,9 @@ PROFILES = ["embedded", "real"]
 # The simulated payment provider signs with either secret (a rotation in progress).
 WEBHOOK_SECRETS = "simpay:whsec_current_0123456789abcdef,simpay:whsec_previous_0123456789abcdef"
 SERVERS = ["granian", "robyn"]
+# One per test session, shared by every server it starts: servers on one database act as
+# hosts of one deployment (a token signed by one verifies on all).
+SESSION_SECRET = secrets.token_urlsafe(32)
 VEDINA = str(Path(sys.executable).with_name("vedina"))
 
 
@@ -43,6 +47,8 @@ def profile_env(profile: str, data_dir: Path, *, database: str, redis_db: int, a
         "RATE_LIMIT_API": "100000/1s burst 100000", "RATE_LIMIT_STREAM": "100000/1s burst 100000",
         "RATE_LIMIT_AUTH": "100000/1s burst 100000",
         "RATE_LIMIT_SHM_PATH": str(data_dir / "ratelimit.shm"),
+        "INVALIDATION_SHM_PATH": str(data_dir / "generations.shm"),
+        "SESSION_SECRET": SESSION_SECRET,
     }
     if profile == "real":
         env.update(

@@ -12,7 +12,6 @@ import logging
 from robyn import Robyn, SubRouter
 from robyn.argument_parser import Config
 
-from vedina._native import Router
 from vedina.api import api_keys, auth, health, media, movies, users, webhooks
 from vedina.config import Settings, load_settings
 from vedina.errors import AppError, MethodNotAllowed, NotFound
@@ -20,6 +19,7 @@ from vedina.http import middleware, sendfile
 from vedina.http.auth import authenticate, refuse_rejected
 from vedina.http.bridge import RSGIBridge
 from vedina.http.responses import error_response
+from vedina.http.routes import CATCH_ALL, RouteTable
 from vedina.logs import configure_logging
 from vedina.security.ratelimit import RateLimitMiddleware
 from vedina.state import AppState
@@ -67,28 +67,35 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
     state = AppState(settings)
     app.exception(on_exception)
 
-    app.before_request()(middleware.start_timer)
-    app.before_request()(middleware.assign_request_id)
-    app.before_request()(authenticate(state))  # sets request.identity (rate limits key on it)
+    app.before_request()(middleware.begin)  # the request context: id, start time
+    app.before_request()(authenticate(state))  # its principal (rate limits key on it)
     limiting = RateLimitMiddleware(settings) if settings.rate_limit_enabled else None
     if limiting is not None:
         app.before_request()(limiting.before)
     app.before_request()(refuse_rejected)  # bad credentials: 401, after the limiter counted them
-    app.before_request()(middleware.body_limit(settings.max_body_bytes))
-    app.after_request()(middleware.standard_headers)
-    app.after_request()(middleware.record_metrics)
-    if limiting is not None:
-        app.after_request()(limiting.after)
-    if server == "robyn":
-        app.after_request()(sendfile.inline)
+    if server == "robyn":  # the Granian bridge caps the body while reading it
+        app.before_request()(middleware.body_limit(settings.max_body_bytes))
 
     health.register(app, state)
     for prefix, tags, module in RESOURCE_ROUTERS:
         router = _sub_router(prefix, tags)
         module.register(router, state)
         app.include_router(router)
+    # OpenAPI routes now, so the route table has them; Robyn.start() and the
+    # bridge would otherwise add them later (disable_openapi stops the repeat).
+    if not app.config.disable_openapi and app.openapi is not None:
+        app._add_openapi_routes()
+        app.config.disable_openapi = True
     _add_head_routes(app)
-    _register_not_found(app)
+    _register_not_found(app, state)
+    state.routes = RouteTable.of(app)
+
+    app.after_request()(middleware.standard_headers)
+    app.after_request()(middleware.record_metrics(state.routes))
+    if limiting is not None:
+        app.after_request()(limiting.after)
+    if server == "robyn":
+        app.after_request()(sendfile.inline)
 
     app.startup_handler(state.startup)
     app.shutdown_handler(state.shutdown)
@@ -105,15 +112,12 @@ def _add_head_routes(app: Robyn) -> None:
             app.add_route("HEAD", route.route, original, include_in_schema=False)
 
 
-def _register_not_found(app: Robyn) -> None:
+def _register_not_found(app: Robyn, state: AppState) -> None:
     """A catch-all answering 405 (with ``Allow``) for a known path with another
     method, else 404 — in the common error shape, on both servers."""
-    known = Router()
-    for index, route in enumerate(app.router.get_routes()):
-        known.insert(str(route.route_type).removeprefix("HttpMethod."), route.route, index)
 
     def not_found(request):
-        allowed = known.allowed_methods(request.url.path)
+        allowed = state.routes.allowed_methods(request.url.path)
         if allowed:
             return error_response(
                 MethodNotAllowed(f"{request.method} is not allowed here", details={"allowed": allowed},
@@ -122,11 +126,12 @@ def _register_not_found(app: Robyn) -> None:
         return error_response(NotFound(f"No route for {request.method} {request.url.path}"))
 
     for method in _METHODS:
-        app.add_route(method, "/*path", not_found, include_in_schema=False)
+        app.add_route(method, CATCH_ALL, not_found, include_in_schema=False)
 
 
 def create_rsgi_app() -> RSGIBridge:
     """Granian's target (``factory=True``): called once in each worker process."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    return RSGIBridge(create_app(settings), max_body_bytes=settings.max_body_bytes)
+    app = create_app(settings)
+    return RSGIBridge(app, routes=app.state.routes, max_body_bytes=settings.max_body_bytes)

@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         added = asyncio.run(load_demo_data(settings))
         print(f"demo data: {added} movie(s) added, media in {settings.media_dir}")
     elif args.command == "set-role":
+        from vedina.composition import set_role_by_email
         from vedina.errors import NotFound
-        from vedina.services.identity import set_role_by_email
 
         try:
             user = asyncio.run(set_role_by_email(settings, email=args.email, role=args.role))

@@ -94,6 +94,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_redis_timeout_ms: int = 100  # then the host tier decides
     trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed; empty: none
 
+    # Per-worker caches (vedina.storage.invalidation, vedina.storage.near_cache).
+    invalidation_shm_path: str = ""  # default: /dev/shm/vedina-gen-<database hash>
+    near_cache_entries: int = 50_000  # per worker and per cache
+    catalog_cache_ttl_s: int = 300  # the shared (Redis) copy of a catalog page; writes invalidate it sooner
+
     # -- derived values -----------------------------------------------------
 
     @property
@@ -161,6 +166,9 @@ ENV_VARS: dict[str, str] = {
     "RATE_LIMIT_SHM_PATH": "rate_limit_shm_path",
     "RATE_LIMIT_REDIS_TIMEOUT_MS": "rate_limit_redis_timeout_ms",
     "TRUSTED_PROXIES": "trusted_proxies",
+    "INVALIDATION_SHM_PATH": "invalidation_shm_path",
+    "NEAR_CACHE_ENTRIES": "near_cache_entries",
+    "CATALOG_CACHE_TTL_S": "catalog_cache_ttl_s",
 }
 _FIELD_TO_ENV = {field: var for var, field in ENV_VARS.items()}
 
@@ -241,6 +249,10 @@ def _validate(s: Settings) -> None:
     webhook_secret_map(s)  # raises ConfigError naming WEBHOOK_SECRETS
     if s.db_pool_size < 1:
         raise ConfigError(f"DB_POOL_SIZE must be at least 1, got {s.db_pool_size}")
+    if s.near_cache_entries < 0:
+        raise ConfigError(f"NEAR_CACHE_ENTRIES must be 0 (no per-worker cache) or more, got {s.near_cache_entries}")
+    if s.catalog_cache_ttl_s < 1:
+        raise ConfigError(f"CATALOG_CACHE_TTL_S must be at least 1, got {s.catalog_cache_ttl_s}")
     if s.env == "production":
         if s.session_secret in _DEVELOPMENT_SECRETS or len(s.session_secret) < MIN_SECRET_LENGTH:
             raise ConfigError(

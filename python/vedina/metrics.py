@@ -25,6 +25,11 @@ RATE_LIMIT_FALLBACKS = Counter(
     "vedina_rate_limit_fallbacks_total", "Rate-limit decisions taken by the host tier because Redis failed"
 )
 RATE_LIMITED = Counter("vedina_rate_limited_total", "Requests refused with 429", ["policy"])
+INVALIDATION_LEASE_LOST = Counter(
+    "vedina_invalidation_lease_lost_total",
+    "Times a worker's invalidation subscription dropped (its near caches were bypassed until resubscribed)",
+)
+NEAR_CACHE = Counter("vedina_near_cache_total", "Per-worker cache lookups", ["cache", "result"])
 
 
 def route_group(path: str) -> str:

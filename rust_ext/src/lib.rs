@@ -6,7 +6,9 @@
 use pyo3::prelude::*;
 
 pub mod errors;
+pub mod generations;
 pub mod jwt;
+pub mod mapped;
 pub mod range;
 pub mod ratelimit;
 pub mod router;
@@ -23,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sigv4::register(m)?;
     webhook::register(m)?;
     jwt::register(m)?;
+    generations::register(m)?;
     Ok(())
 }

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import PROFILES
+from vedina.composition import build_services
 from vedina.errors import BadRequest, NotFound, Unauthorized, ValidationFailed
-from vedina.jobs.registry import job_handlers
 from vedina.services.webhooks import WebhookService, signature_header
 from vedina.storage.broker import InProcessBroker
 from vedina.storage.outbox import OutboxRelay
@@ -44,7 +44,7 @@ async def test_signed_event_is_stored_once_and_processed_once(resources, service
     rows = await stored(resources)
     assert len(rows) == 1 and rows[0]["event_type"] == "payment.succeeded" and rows[0]["processed_at"] is None
 
-    relay = OutboxRelay(resources.engine, InProcessBroker(job_handlers(resources)))
+    relay = OutboxRelay(resources.engine, InProcessBroker(build_services(resources.settings, resources).job_handlers()))
     assert await relay.relay_once() == 1
     assert (await stored(resources))[0]["processed_at"] is not None
 

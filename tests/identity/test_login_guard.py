@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from vedina.composition import build_services
 from vedina.errors import TooManyRequests, Unauthorized
-from vedina.services.identity import IdentityServices
 
 PASSWORD = "correct horse battery staple"
 BURST = 10  # RATE_LIMIT_LOGIN_ACCOUNT default: 10 at once, then one a minute
@@ -15,7 +15,7 @@ BURST = 10  # RATE_LIMIT_LOGIN_ACCOUNT default: 10 at once, then one a minute
 
 @pytest.fixture
 async def identity(settings, resources):
-    identity = IdentityServices.build(settings, resources)
+    identity = build_services(settings, resources)
     await identity.accounts.register(email="victim@example.com", password=PASSWORD, display_name="Victim")
     await identity.accounts.register(email="bystander@example.com", password=PASSWORD, display_name="Bystander")
     return identity

@@ -24,18 +24,25 @@ def test_forged_bearer_tokens_get_401_then_429(tmp_path):
         live.stop()
 
 
-def test_serve_replaces_a_stale_table_at_the_default_path(tmp_path):
-    from vedina._native import HostRateLimiter
+def test_serve_replaces_stale_tables_at_the_default_paths(tmp_path):
+    from vedina._native import GenerationTable, HostRateLimiter
     from vedina.config import load_settings
-    from vedina.http.serve import prepare_rate_limit_table
+    from vedina.http.serve import prepare_shared_tables
     from vedina.security.ratelimit.limiter import default_shm_path
+    from vedina.storage.invalidation import default_table_path
 
     settings = load_settings({"DATA_DIR": str(tmp_path), "PORT": "18555"})
-    path = default_shm_path(settings)
-    path.write_bytes(b"VEDGCRA1" + bytes(100))  # an old or foreign table
-    path.chmod(0o600)
+    paths = [default_shm_path(settings), default_table_path(settings)]
+    for path in paths:
+        path.write_bytes(b"VEDGCRA1" + bytes(100))  # an old or foreign table
+        path.chmod(0o600)
     try:
-        prepare_rate_limit_table(settings)
-        assert HostRateLimiter(str(path)).check("k", limit=1, period=1.0, burst=1).allowed
+        prepare_shared_tables(settings)
+        assert HostRateLimiter(str(paths[0])).check("k", limit=1, period=1.0, burst=1).allowed
+        table = GenerationTable(str(paths[1]))
+        before = table.stamp("k")
+        table.bump("k")
+        assert table.stamp("k") != before
     finally:
-        path.unlink(missing_ok=True)
+        for path in paths:
+            path.unlink(missing_ok=True)

@@ -1,5 +1,5 @@
 """Rate limiting units: settings, policies, principals, the Lua script against
-the Rust GCRA, the Redis fallback, and the middleware's internal header."""
+the Rust GCRA, the Redis fallback, and the middleware's use of the request context."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import socket
 import pytest
 from prometheus_client import REGISTRY
 from robyn import Headers, Request, Response
-from robyn.robyn import Identity, QueryParams, Url
+from robyn.robyn import QueryParams, Url
 
 from tests.conftest import free_port, require_profile
 from vedina._native import HostRateLimiter, gcra_decide
 from vedina.config import ConfigError, load_settings, parse_rate, parse_trusted_proxies
+from vedina.http.context import context_of
+from vedina.http.middleware import begin
 from vedina.security.ratelimit import (
-    DECISION_HEADER,
     Policy,
     RateLimiter,
     RateLimitMiddleware,
@@ -37,7 +38,13 @@ def make_request(path: str = "/api/movies", *, method: str = "GET", peer: str = 
     h = Headers({})
     for name, value in (headers or {}).items():
         h.set(name, value)
-    return Request(QueryParams(), h, {}, b"", method, Url("http", "test", path), {}, {}, None, peer)
+    return begin(Request(QueryParams(), h, {}, b"", method, Url("http", "test", path), {}, {}, None, peer))
+
+
+def principal(kind: str, subject: str):
+    from vedina.services.principals import Principal
+
+    return Principal(kind=kind, subject=subject, role="viewer", permissions=frozenset(), via="bearer")
 
 
 def fallbacks() -> float:
@@ -143,9 +150,9 @@ def test_principal_is_the_identity_when_present_else_the_ip():
     request = make_request(peer="10.0.0.2", headers={"x-forwarded-for": "203.0.113.9"})
     assert principal_of(request, PROXIES) == "ip:203.0.113.9"
     assert principal_of(request, ()) == "ip:10.0.0.2"
-    request.identity = Identity({"sub": "42", "kind": "user"})
+    context_of(request).principal = principal("user", "42")
     assert principal_of(request, PROXIES) == "user:42"
-    request.identity = Identity({"sub": "AKIDEXAMPLE", "kind": "api_key"})
+    context_of(request).principal = principal("api_key", "AKIDEXAMPLE")
     assert principal_of(request, PROXIES) == "api_key:AKIDEXAMPLE"
 
 
@@ -283,7 +290,7 @@ async def test_redis_that_never_answers_times_out_into_the_host_tier(tmp_path):
         await limiter.close()
 
 
-# -- middleware: the internal header cannot be forged ---------------------------------------
+# -- middleware: the decision travels in the request context, never in a header -------------
 
 
 @pytest.fixture
@@ -294,21 +301,22 @@ def limiting(tmp_path) -> RateLimitMiddleware:
     return RateLimitMiddleware(settings)
 
 
-FORGED = {DECISION_HEADER: "0123456789abcdef0123456789abcdef 999 999 0"}
+# What the old design used as its internal header: a client sending it changes nothing.
+FORGED = {"x-vedina-ratelimit": "0123456789abcdef0123456789abcdef 999 999 0"}
 
 
-async def test_forged_internal_header_is_ignored_on_exempt_paths(limiting):
+async def test_exempt_paths_get_no_ratelimit_headers_whatever_the_client_sends(limiting):
     request = await limiting.before(make_request("/health", headers=FORGED))
     response = limiting.after(request, Response(200, Headers({}), b"ok"))
     assert not response.headers.contains("ratelimit-remaining")
 
 
-async def test_forged_internal_header_without_before_adds_nothing(limiting):
+async def test_after_without_a_decision_adds_nothing(limiting):
     response = limiting.after(make_request(headers=FORGED), Response(200, Headers({}), b"ok"))
     assert not response.headers.contains("ratelimit-limit")
 
 
-async def test_forged_internal_header_does_not_change_the_decision(limiting):
+async def test_client_headers_do_not_change_the_decision(limiting):
     answers = []
     for _ in range(4):
         result = await limiting.before(make_request(headers=FORGED))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from vedina.composition import build_services
 from vedina.errors import NotFound
-from vedina.services.media import MediaService
 from vedina.storage.movies import MovieRepository
 
 
@@ -19,7 +21,7 @@ async def media(settings, resources, tmp_path):
     secret.write_bytes(b"secret")
     (root / "films" / "escape.mp4").symlink_to(secret)
     (root / "films" / "inside-link.mkv").symlink_to(root / "films" / "ok.webm")
-    return MediaService(resources.movies, media_root=root)
+    return build_services(settings, resources).media
 
 
 async def add_asset(resources, path: str, content_type: str = "application/x-custom") -> int:
@@ -74,13 +76,14 @@ async def test_unknown_asset_is_not_found(media):
         await media.locate(asset_id=987654321)
 
 
-async def test_asset_rows_are_cached_for_the_ttl_and_files_stated_every_time(resources, settings):
-    from vedina.services.media import ASSET_CACHE_SECONDS
+async def test_asset_rows_are_cached_until_invalidated_and_files_stated_every_time(resources, settings):
+    from vedina.services.media import asset_key
 
     (settings.media_dir / "a").mkdir(parents=True)
     (settings.media_dir / "a" / "one.mp4").write_bytes(b"1")
-    now = [1000.0]
-    media = MediaService(resources.movies, media_root=settings.media_dir, clock=lambda: now[0])
+    media = build_services(settings, resources).media
+    resources.invalidations.start()
+    await asyncio.wait_for(resources.invalidations.ready(), 5)
     asset_id = await add_asset(resources, "a/one.mp4")
     assert (await media.locate(asset_id=asset_id)).stat.st_size == 1
 
@@ -90,6 +93,6 @@ async def test_asset_rows_are_cached_for_the_ttl_and_files_stated_every_time(res
     cached = await media.locate(asset_id=asset_id)
     assert cached.relative_path == "a/one.mp4" and cached.stat.st_size == 2  # row cached, file fresh
 
-    now[0] += ASSET_CACHE_SECONDS + 1
+    await resources.invalidations.publish(asset_key(asset_id))
     with pytest.raises(NotFound):  # the new row's path does not exist
         await media.locate(asset_id=asset_id)

@@ -28,12 +28,12 @@ async def test_movie_repository_round_trip(resources):
             release_year=2001, maturity_rating="PG", genres=["drama"],
         )
         await MovieRepository.insert_asset(conn, movie_id=movie_id, kind="video", path="a.mp4", content_type="video/mp4")
-    movie = await resources.movies.get(movie_id)
+    movie = await MovieRepository(resources.engine).get(movie_id)
     assert movie["title"] == "O'Brien; DROP TABLE movies"
     assert movie["synopsis"] == "<b>bold</b>"
     assert movie["genres"] == ["drama"]
     assert [a["path"] for a in movie["assets"]] == ["a.mp4"]
-    rows, total = await resources.movies.list(offset=0, limit=10)
+    rows, total = await MovieRepository(resources.engine).list(offset=0, limit=10)
     assert total == 1 and rows[0]["slug"] == "o-brien"
 
 

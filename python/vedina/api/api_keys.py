@@ -26,7 +26,7 @@ class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 def register(router: SubRouter, state: AppState) -> None:
     def csrf():
-        return state.identity.csrf
+        return state.services.csrf
 
     @router.post("/", openapi_name="Create an API key (the secret is shown once)")
     @requires("api_keys:manage", csrf_tokens=csrf)
@@ -40,13 +40,13 @@ def register(router: SubRouter, state: AppState) -> None:
                 f"Unknown scopes: {', '.join(unknown)}", details={"field": "scopes", "allowed": sorted(API_KEY_SCOPES)}
             )
         owner = int(principal_of(request).subject)
-        created = await state.identity.api_keys.create(name=body.name, scopes=body.scopes, owner_id=owner)
+        created = await state.services.api_keys.create(name=body.name, scopes=body.scopes, owner_id=owner)
         return json_response(created, status=201)
 
     @router.get("/", openapi_name="List API keys")
     @requires("api_keys:manage", csrf_tokens=csrf)
     async def list_keys(request: Request):
-        return json_response(await state.identity.api_keys.list(
+        return json_response(await state.services.api_keys.list(
             offset=query_int(request, "offset", default=0, minimum=0, maximum=10**9),
             limit=query_int(request, "limit", default=20, minimum=1, maximum=100),
         ))
@@ -54,14 +54,14 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.get("/:id", openapi_name="Get an API key (without its secret)")
     @requires("api_keys:manage", csrf_tokens=csrf)
     async def get_key(request: Request):
-        return json_response(await state.identity.api_keys.get(key_id=path_int(request, "id")))
+        return json_response(await state.services.api_keys.get(key_id=path_int(request, "id")))
 
     @router.post("/:id/rotate", openapi_name="Rotate an API key's secret (the new one is shown once)")
     @requires("api_keys:manage", csrf_tokens=csrf)
     async def rotate_key(request: Request):
-        return json_response(await state.identity.api_keys.rotate(key_id=path_int(request, "id")))
+        return json_response(await state.services.api_keys.rotate(key_id=path_int(request, "id")))
 
     @router.delete("/:id", openapi_name="Revoke an API key")
     @requires("api_keys:manage", csrf_tokens=csrf)
     async def revoke_key(request: Request):
-        return json_response(await state.identity.api_keys.revoke(key_id=path_int(request, "id")))
+        return json_response(await state.services.api_keys.revoke(key_id=path_int(request, "id")))

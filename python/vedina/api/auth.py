@@ -75,7 +75,7 @@ class CookieSession(msgspec.Struct, kw_only=True):
 
 
 def _cookie_answer(state: AppState, pair: TokenPair) -> Response:
-    csrf = state.identity.csrf.token_for(pair.session_id)
+    csrf = state.services.csrf.token_for(pair.session_id)
     response = json_response(CookieSession(user_id=pair.user_id, session_id=pair.session_id, csrf_token=csrf))
     refresh_age = int(REFRESH_TOKEN_TTL.total_seconds())
     common = {"secure": True, "same_site": "Lax"}
@@ -93,14 +93,14 @@ def _clear_cookies(response: Response) -> Response:
 
 def register(router: SubRouter, state: AppState) -> None:
     def csrf():
-        return state.identity.csrf
+        return state.services.csrf
 
     @router.post("/register", openapi_name="Create an account")
     async def register_account(request: Request):
         """Email (normalised, unique), password (10+ characters, not a common one), display name.
         A verification email is queued."""
         body = decode_body(request, Register)
-        user = await state.identity.accounts.register(
+        user = await state.services.accounts.register(
             email=body.email, password=body.password, display_name=body.display_name
         )
         return json_response(user, status=201)
@@ -110,8 +110,8 @@ def register(router: SubRouter, state: AppState) -> None:
         """Access token (JWT, 15 minutes) and refresh token (30 days, single use).
         A failed login never says whether the email exists."""
         body = decode_body(request, Login)
-        pair = await state.identity.sessions.login(
-            email=body.email, password=body.password, user_agent=user_agent(request), ip=client_ip(request)
+        pair = await state.services.sessions.login(
+            email=body.email, password=body.password, user_agent=user_agent(request), ip=client_ip(request, state.proxies)
         )
         return _cookie_answer(state, pair) if body.session == "cookie" else json_response(pair)
 
@@ -120,10 +120,10 @@ def register(router: SubRouter, state: AppState) -> None:
         """Rotation: the refresh token is used up; presenting it again revokes the whole session.
         Cookie sessions send no body, and the X-CSRF-Token header."""
         body = decode_body(request, Refresh, optional=True)
-        sessions = state.identity.sessions
+        sessions = state.services.sessions
         if body is not None and body.refresh_token:
             return json_response(await sessions.refresh(
-                refresh_token=body.refresh_token, user_agent=user_agent(request), ip=client_ip(request)
+                refresh_token=body.refresh_token, user_agent=user_agent(request), ip=client_ip(request, state.proxies)
             ))
         token = read_cookie(request, REFRESH_COOKIE)
         if not token:
@@ -132,7 +132,7 @@ def register(router: SubRouter, state: AppState) -> None:
         if family is None:
             raise Unauthorized("Invalid or expired refresh token")
         check_csrf(csrf(), request, session_id=family)
-        pair = await sessions.refresh(refresh_token=token, user_agent=user_agent(request), ip=client_ip(request))
+        pair = await sessions.refresh(refresh_token=token, user_agent=user_agent(request), ip=client_ip(request, state.proxies))
         return _cookie_answer(state, pair)
 
     @router.post("/logout", openapi_name="Log out this session")
@@ -140,7 +140,7 @@ def register(router: SubRouter, state: AppState) -> None:
     async def logout(request: Request):
         """Revokes the session and denies this access token until it expires."""
         me = principal_of(request)
-        await state.identity.sessions.logout(
+        await state.services.sessions.logout(
             user_id=int(me.subject), family_id=me.session_id, jti=me.token_id, expires_at=me.expires_at
         )
         return _clear_cookies(no_content())
@@ -149,8 +149,8 @@ def register(router: SubRouter, state: AppState) -> None:
     @requires("account:self", csrf_tokens=csrf)
     async def logout_all(request: Request):
         me = principal_of(request)
-        revoked = await state.identity.sessions.revoke_all(user_id=int(me.subject))
-        await state.identity.auth_state.deny_token(me.token_id, expires_at=me.expires_at)
+        revoked = await state.services.sessions.revoke_all(user_id=int(me.subject))
+        await state.services.auth_state.deny_token(me.token_id, expires_at=me.expires_at)
         return _clear_cookies(json_response({"revoked_sessions": revoked}))
 
     @router.post("/password", openapi_name="Change password")
@@ -159,7 +159,7 @@ def register(router: SubRouter, state: AppState) -> None:
         """Needs the current password; every other session is logged out."""
         body = decode_body(request, PasswordChange)
         me = principal_of(request)
-        await state.identity.accounts.change_password(
+        await state.services.accounts.change_password(
             user_id=int(me.subject), current_password=body.current_password, new_password=body.new_password,
             keep_family=me.session_id,
         )
@@ -169,25 +169,25 @@ def register(router: SubRouter, state: AppState) -> None:
     async def request_reset(request: Request):
         """Always 202, whether or not the email belongs to an account."""
         body = decode_body(request, ResetRequest)
-        await state.identity.accounts.request_password_reset(email=body.email)
+        await state.services.accounts.request_password_reset(email=body.email)
         return json_response({"status": "accepted"}, status=202)
 
     @router.post("/password-reset/confirm", openapi_name="Set a new password with a reset token")
     async def confirm_reset(request: Request):
         """The token (30 minutes, single use) comes from the email; every session is logged out."""
         body = decode_body(request, ResetConfirm)
-        await state.identity.accounts.confirm_password_reset(token=body.token, new_password=body.new_password)
+        await state.services.accounts.confirm_password_reset(token=body.token, new_password=body.new_password)
         return no_content()
 
     @router.post("/verify-email", openapi_name="Confirm an email address")
     async def verify_email(request: Request):
         body = decode_body(request, VerifyEmail)
-        return json_response(await state.identity.accounts.verify_email(token=body.token))
+        return json_response(await state.services.accounts.verify_email(token=body.token))
 
     @router.post("/verify-email/resend", openapi_name="Send the verification email again")
     @requires("account:self", csrf_tokens=csrf)
     async def resend_verification(request: Request):
-        await state.identity.accounts.resend_verification(user_id=int(principal_of(request).subject))
+        await state.services.accounts.resend_verification(user_id=int(principal_of(request).subject))
         return json_response({"status": "accepted"}, status=202)
 
     @router.get("/whoami", openapi_name="The authenticated principal (user or API key)")

@@ -23,7 +23,7 @@ def register(app: Robyn, state: AppState) -> None:
 
     @app.get("/ready", openapi_name="Readiness of database, cache and broker", openapi_tags=["operations"])
     async def ready():
-        checks = await state.resources.check()
+        checks = await state.services.resources.check()
         failed = sorted(name for name, result in checks.items() if result != "ok")
         if failed:
             return error_response(ServiceUnavailable(f"Not ready: {', '.join(failed)}", details=checks))

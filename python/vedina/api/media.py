@@ -37,7 +37,7 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.get("/:asset_id", openapi_name="Stream a media asset (byte ranges)")
     async def get_media(request: Request):
         asset_id = path_int(request, "asset_id")
-        media = await state.media.locate(asset_id=asset_id)
+        media = await state.services.media.locate(asset_id=asset_id)
         if accel_prefix:
             return accel_redirect(media, accel_prefix)
         return file_response(request, media)

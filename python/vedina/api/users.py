@@ -37,7 +37,7 @@ def _choice(request: Request, name: str, allowed: set[str]) -> str | None:
 
 def register(router: SubRouter, state: AppState) -> None:
     def csrf():
-        return state.identity.csrf
+        return state.services.csrf
 
     def me_id(request: Request) -> int:
         return int(principal_of(request).subject)
@@ -45,27 +45,27 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.get("/me", openapi_name="My account")
     @requires("account:self", csrf_tokens=csrf)
     async def get_me(request: Request):
-        return json_response(await state.identity.accounts.get(user_id=me_id(request)))
+        return json_response(await state.services.accounts.get(user_id=me_id(request)))
 
     @router.patch("/me", openapi_name="Change my display name")
     @requires("account:self", csrf_tokens=csrf)
     async def update_me(request: Request):
         body = decode_body(request, ProfileUpdate)
-        return json_response(await state.identity.accounts.update_profile(user_id=me_id(request), display_name=body.display_name))
+        return json_response(await state.services.accounts.update_profile(user_id=me_id(request), display_name=body.display_name))
 
     @router.delete("/me", openapi_name="Delete my account")
     @requires("account:self", csrf_tokens=csrf)
     async def delete_me(request: Request):
         """Soft delete: every session ends. ``?erase=true`` also erases email, name and password."""
         erase = _choice(request, "erase", {"true", "false"}) == "true"
-        await state.identity.accounts.delete(user_id=me_id(request), erase=erase)
+        await state.services.accounts.delete(user_id=me_id(request), erase=erase)
         return no_content()
 
     @router.get("/me/sessions", openapi_name="My active sessions (devices)")
     @requires("account:self", csrf_tokens=csrf)
     async def my_sessions(request: Request):
         me = principal_of(request)
-        return json_response(await state.identity.sessions.list_sessions(user_id=int(me.subject), current_family=me.session_id))
+        return json_response(await state.services.sessions.list_sessions(user_id=int(me.subject), current_family=me.session_id))
 
     @router.delete("/me/sessions/:session_id", openapi_name="Revoke one of my sessions")
     @requires("account:self", csrf_tokens=csrf)
@@ -73,7 +73,7 @@ def register(router: SubRouter, state: AppState) -> None:
         session_id = request.path_params.get("session_id", "")
         if not (len(session_id) == 32 and all(c in "0123456789abcdef" for c in session_id)):
             raise ValidationFailed("session_id must be a session id", details={"field": "session_id"})
-        await state.identity.sessions.revoke_session(user_id=me_id(request), family_id=session_id)
+        await state.services.sessions.revoke_session(user_id=me_id(request), family_id=session_id)
         return no_content()
 
     @router.get("/", openapi_name="List and search users")
@@ -83,7 +83,7 @@ def register(router: SubRouter, state: AppState) -> None:
         search = request.query_params.get("q", None)
         if search is not None and len(search) > MAX_SEARCH:
             raise ValidationFailed(f"q must be at most {MAX_SEARCH} characters", details={"field": "q"})
-        page = await state.identity.accounts.list_users(
+        page = await state.services.accounts.list_users(
             offset=query_int(request, "offset", default=0, minimum=0, maximum=10**9),
             limit=query_int(request, "limit", default=20, minimum=1, maximum=MAX_PAGE),
             search=search or None,
@@ -95,23 +95,23 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.get("/:id", openapi_name="Get a user")
     @requires("users:read", csrf_tokens=csrf)
     async def get_user(request: Request):
-        return json_response(await state.identity.accounts.get(user_id=path_int(request, "id")))
+        return json_response(await state.services.accounts.get(user_id=path_int(request, "id")))
 
     @router.put("/:id/role", openapi_name="Change a user's role")
     @requires("users:manage", csrf_tokens=csrf)
     async def change_role(request: Request):
         body = decode_body(request, RoleChange)
-        user = await state.identity.accounts.set_role(actor_id=me_id(request), user_id=path_int(request, "id"), role=body.role)
+        user = await state.services.accounts.set_role(actor_id=me_id(request), user_id=path_int(request, "id"), role=body.role)
         return json_response(user)
 
     @router.post("/:id/suspend", openapi_name="Suspend a user (their tokens stop working at once)")
     @requires("users:manage", csrf_tokens=csrf)
     async def suspend(request: Request):
-        user = await state.identity.accounts.set_suspended(actor_id=me_id(request), user_id=path_int(request, "id"), suspended=True)
+        user = await state.services.accounts.set_suspended(actor_id=me_id(request), user_id=path_int(request, "id"), suspended=True)
         return json_response(user)
 
     @router.post("/:id/unsuspend", openapi_name="Lift a suspension")
     @requires("users:manage", csrf_tokens=csrf)
     async def unsuspend(request: Request):
-        user = await state.identity.accounts.set_suspended(actor_id=me_id(request), user_id=path_int(request, "id"), suspended=False)
+        user = await state.services.accounts.set_suspended(actor_id=me_id(request), user_id=path_int(request, "id"), suspended=False)
         return json_response(user)

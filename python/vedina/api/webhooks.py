@@ -13,7 +13,7 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.post("/:provider", openapi_name="Receive a signed webhook (Vedina-Signature: t=...,v1=...)")
     async def receive(request: Request):
         body = request.body if isinstance(request.body, bytes) else request.body.encode()
-        receipt = await state.webhooks.receive(
+        receipt = await state.services.webhooks.receive(
             provider=request.path_params.get("provider", ""),
             signature=request.headers.get(SIGNATURE_HEADER),
             body=body,

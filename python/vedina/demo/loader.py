@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from vedina.composition import open_services
 from vedina.config import Settings
 from vedina.demo.media import make_clip, write_subtitles
 from vedina.jobs import media_probe
 from vedina.storage.movies import MovieRepository
 from vedina.storage.outbox import enqueue
-from vedina.storage.resources import open_resources
 
 CLIP_SECONDS = 8
 
@@ -60,11 +60,12 @@ DEMO_MOVIES = [
 
 
 async def load_demo_data(settings: Settings) -> int:
-    resources = await open_resources(settings)
-    added = 0
+    services = await open_services(settings)
+    resources = services.resources
+    added: list[int] = []
     try:
         for movie in DEMO_MOVIES:
-            if await resources.movies.get_by_slug(movie["slug"]) is not None:
+            if await services.movies.get_by_slug(movie["slug"]) is not None:
                 continue
             video = f"demo/{movie['slug']}.mp4"
             subtitles = f"demo/{movie['slug']}.en.vtt"
@@ -89,11 +90,13 @@ async def load_demo_data(settings: Settings) -> int:
                 )
                 # Same transaction: the probe job exists exactly when the asset does.
                 await enqueue(conn, topic=media_probe.TOPIC, payload={"asset_id": video_id})
-            added += 1
+            added.append(movie_id)
+        if added:
+            await services.catalog.movies_changed(*added)  # servers already running drop their pages
         # Embedded profile: run the queued probes now; with RabbitMQ this
         # publishes them for `vedina worker`.
         while await resources.relay.relay_once():
             pass
     finally:
-        await resources.close()
-    return added
+        await services.close()
+    return len(added)

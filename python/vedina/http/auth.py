@@ -2,11 +2,10 @@
 
 :func:`authenticate` is a global before-middleware. It reads, in order, an
 ``Authorization: Bearer`` access token, an ``Authorization: AWS4-HMAC-SHA256``
-SigV4 signature (API keys), or the ``vedina_access`` cookie, and sets
-``request.identity`` to a ``robyn.Identity`` whose claims hold at least
-``sub``, ``role`` and ``kind`` (``user`` | ``api_key``), so later middleware
-(rate limiting) and handlers can key on it. No credentials: the request goes
-on anonymous. Bad bearer or SigV4 credentials: 401 at once (the client said
+SigV4 signature (API keys), or the ``vedina_access`` cookie, and sets the
+request context's ``principal`` (:mod:`vedina.http.context`), so later
+middleware (rate limiting) and handlers can key on it. No credentials: the
+request goes on anonymous. Bad bearer or SigV4 credentials: 401 at once (the client said
 who it is, and it is not) — but that answer is given by
 :func:`refuse_rejected`, registered *after* the rate limiter, so guessing
 tokens or signatures is rate limited like any other request (the rejected
@@ -30,22 +29,20 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote, urlencode
 
 from robyn import Request, Response
-from robyn.robyn import Identity
 
 from vedina.errors import AppError, Forbidden, Unauthorized
-from vedina.http.middleware import request_id_of
+from vedina.http.context import context_of
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.security.csrf import HEADER as CSRF_HEADER
 from vedina.security.csrf import UNSAFE_METHODS
+from vedina.security.ratelimit.principal import request_client_address
 from vedina.services.principals import Principal
 
 ACCESS_COOKIE = "vedina_access"
 REFRESH_COOKIE = "vedina_refresh"
 REFRESH_COOKIE_PATH = "/api/auth"
 SIGV4_SCHEME = "AWS4-HMAC-SHA256"
-# identity.claims["kind"] of a request whose credentials were refused.
-REJECTED = "rejected"
-PRINCIPAL_KINDS = {"user", "api_key"}
+_BEARER_REALM = {"www-authenticate": 'Bearer realm="vedina"'}
 
 # handler name -> permission (None: any authenticated principal); for tests and docs.
 GUARDED_ROUTES: dict[str, str | None] = {}
@@ -64,8 +61,9 @@ def read_cookie(request: Request, name: str) -> str | None:
     return morsel.value if morsel is not None and morsel.value else None
 
 
-def client_ip(request: Request) -> str:
-    return (request.ip_addr or "")[:64]
+def client_ip(request: Request, proxies) -> str:
+    """The client's address (behind trusted proxies, the one they report), as sessions record it."""
+    return request_client_address(request, proxies)[:64]
 
 
 def user_agent(request: Request) -> str:
@@ -84,19 +82,13 @@ def authenticate(state):
     """The global before-middleware; ``state`` is the AppState (services exist once a worker started)."""
 
     async def middleware(request: Request) -> Request | Response:
-        request.identity = None
-        authorization = request.headers.get("authorization")
+        context = context_of(request)
         try:
-            principal = await _principal(state.identity.authenticator, request, authorization)
+            context.principal = await _principal(state.services.authenticator, request, request.headers.get("authorization"))
         except AppError as exc:
-            # Answered by refuse_rejected once the rate limiter has counted it.
-            request.identity = Identity(claims={
-                "kind": REJECTED, "status": str(exc.status), "message": exc.message,
-                "www_authenticate": exc.headers.get("www-authenticate", 'Bearer realm="vedina"'),
-            })
-            return request
-        if principal is not None:
-            request.identity = Identity(claims=principal.claims())
+            if isinstance(exc, Unauthorized) and "www-authenticate" not in exc.headers:
+                exc.headers.update(_BEARER_REALM)
+            context.refusal = exc  # answered by refuse_rejected once the rate limiter has counted it
         return request
 
     return middleware
@@ -104,14 +96,11 @@ def authenticate(state):
 
 def refuse_rejected(request: Request) -> Request | Response:
     """Answer a request whose credentials :func:`authenticate` rejected."""
-    claims = request.identity.claims if request.identity is not None else None
-    if not claims or claims.get("kind") != REJECTED:
+    context = context_of(request)
+    if context.refusal is None:
         return request
-    error = Forbidden(claims["message"]) if claims["status"] == "403" else Unauthorized(claims["message"])
-    if isinstance(error, Unauthorized):
-        error.headers["www-authenticate"] = claims["www_authenticate"]
-    response = error_response(error)
-    return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)
+    response = error_response(context.refusal)
+    return apply_standard_headers(response, request_id=context.request_id, path=request.url.path)
 
 
 async def _principal(authenticator, request: Request, authorization: str | None) -> Principal | None:
@@ -137,10 +126,10 @@ async def _principal(authenticator, request: Request, authorization: str | None)
 
 
 def principal_of(request: Request) -> Principal:
-    identity = request.identity
-    if identity is None or identity.claims.get("kind") not in PRINCIPAL_KINDS:
-        raise Unauthorized(headers={"www-authenticate": 'Bearer realm="vedina"'})
-    return Principal.from_claims(dict(identity.claims))
+    principal = context_of(request).principal
+    if principal is None:
+        raise Unauthorized(headers=dict(_BEARER_REALM))
+    return principal
 
 
 def check_csrf(csrf, request: Request, *, session_id: str) -> None:

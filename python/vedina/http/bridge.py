@@ -33,18 +33,12 @@ from robyn.events import Events
 from robyn.robyn import MiddlewareType, QueryParams, Url
 
 from vedina._native import Router
-from vedina.errors import PayloadTooLarge
+from vedina.errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from vedina.http import sendfile
-from vedina.http.responses import error_response
+from vedina.http.responses import apply_standard_headers, error_response
+from vedina.http.routes import RouteTable, method_name
 
 log = logging.getLogger(__name__)
-
-_METHOD_PREFIX = len("HttpMethod.")
-
-
-def _method_name(route_type: Any) -> str:
-    return str(route_type)[_METHOD_PREFIX:]
-
 
 async def _call(function_info, *args):
     # FunctionInfo says whether the wrapper is a coroutine function: no
@@ -85,17 +79,12 @@ def _cookie_header(name: str, cookie: Any) -> str:
 class RSGIBridge:
     """An RSGI application (``__rsgi__``) that runs a Robyn app."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int = 1_048_576) -> None:
+    def __init__(self, app: Any, *, routes: RouteTable | None = None, max_body_bytes: int = 1_048_576) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         if not app.config.disable_openapi and app.openapi is not None:
             app._add_openapi_routes()  # what Robyn.start() does before serving
-
-        self._routes = Router()
-        self._route_functions: list[Any] = []
-        for index, route in enumerate(app.router.get_routes()):
-            self._routes.insert(_method_name(route.route_type), route.route, index)
-            self._route_functions.append(route.function)
+        self._routes = routes if routes is not None else RouteTable.of(app)
 
         self._global_before = []
         self._global_after = []
@@ -107,7 +96,7 @@ class RSGIBridge:
         self._route_middleware_functions: list[Any] = []
         for index, middleware in enumerate(app.middleware_router.get_route_middlewares()):
             table = self._route_before if middleware.middleware_type == MiddlewareType.BEFORE_REQUEST else self._route_after
-            table.insert(_method_name(middleware.route_type), middleware.route, index)
+            table.insert(method_name(middleware.route_type), middleware.route, index)
             self._route_middleware_functions.append(middleware.function)
 
         self._response_headers = app.response_headers
@@ -132,9 +121,10 @@ class RSGIBridge:
             return
         try:
             response = await self._respond(scope, protocol)
-        except Exception:
+        except Exception as exc:
             log.exception("unhandled error in request pipeline", extra={"path": scope.path})
-            response = error_response(RuntimeError())
+            # Even this answer carries the standard headers (request id, nosniff, CSP, no-store).
+            response = apply_standard_headers(error_response(exc), request_id="", path=scope.path)
         if isinstance(response, StreamingResponse):
             await self._send_stream(protocol, response, head=scope.method == "HEAD")
         else:
@@ -171,7 +161,7 @@ class RSGIBridge:
         try:
             body = await self._read_body(scope, protocol)
         except PayloadTooLarge as exc:
-            return error_response(exc)
+            return apply_standard_headers(error_response(exc), request_id="", path=path)
         request = self._build_request(scope, body)
 
         for function in self._global_before:
@@ -188,11 +178,12 @@ class RSGIBridge:
                 return result
             request = result if result is not None else request
 
-        matched = self._routes.lookup(method, path)
-        if matched is None:
-            return Response(404, Headers({"content-type": "text/plain"}), b"Not Found")
-        index, request.path_params = matched
-        response = _as_response(await _call(self._route_functions[index], request))
+        matched = self._routes.match(method, path)
+        if matched is None:  # a method no route (not even the catch-all) has: TRACE, PROPFIND, ...
+            response = error_response(self._unrouted(method, path))
+        else:
+            route, request.path_params = matched
+            response = _as_response(await _call(route.function, request))
 
         if path not in self._excluded_header_paths and not self._response_headers.is_empty():
             for name, value in self._response_headers.multi_items():
@@ -204,6 +195,13 @@ class RSGIBridge:
         if matched is not None:
             response = await self._call_after(self._route_middleware_functions[matched[0]], request, response)
         return response
+
+    def _unrouted(self, method: str, path: str) -> Exception:
+        allowed = self._routes.allowed_methods(path)
+        if allowed:
+            return MethodNotAllowed(f"{method} is not allowed here", details={"allowed": allowed},
+                                    headers={"allow": ", ".join(allowed)})
+        return NotFound(f"No route for {method} {path}")
 
     @staticmethod
     async def _call_after(function_info, request: Request, response):

@@ -1,4 +1,4 @@
-"""Global Robyn middleware: request ids, body limits, standard response headers.
+"""Global Robyn middleware: the request context, body limits, standard response headers, metrics.
 
 Each function does one thing and is registered once by ``vedina.app``; the
 same middleware runs on Robyn's own server and under the Granian bridge.
@@ -15,15 +15,15 @@ import time
 from robyn import Request, Response
 
 from vedina.errors import PayloadTooLarge
+from vedina.http.context import RequestContext, context_of
 from vedina.http.responses import apply_standard_headers, error_response
+from vedina.http.routes import RouteTable
 from vedina.logs import request_id_var
-from vedina.metrics import LATENCY, REQUESTS, route_group
+from vedina.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID = "x-request-id"
-# Internal: when the request entered the app (set by start_timer, overwritten if a client sends it).
-_STARTED = "x-vedina-started"
 # A client-chosen id is kept only if it is short and plain, so it cannot
 # inject anything into logs or headers.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -41,7 +41,7 @@ os.register_at_fork(after_in_child=_reseed_request_ids)
 
 
 def request_id_of(request: Request) -> str:
-    return request.headers.get(REQUEST_ID) or ""
+    return context_of(request).request_id
 
 
 def new_request_id() -> str:
@@ -50,17 +50,20 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
-def assign_request_id(request: Request) -> Request:
+def begin(request: Request) -> Request:
+    """The first middleware: the request's context, with its id and start time."""
+    started = time.perf_counter()
     incoming = request.headers.get(REQUEST_ID)
     if not incoming or not _SAFE_REQUEST_ID.match(incoming):
         incoming = new_request_id()
-        request.headers.set(REQUEST_ID, incoming)
+    request.session = RequestContext(incoming, started)
     request_id_var.set(incoming)
     return request
 
 
 def body_limit(max_body_bytes: int):
-    """Refuse bodies over the limit with 413 (the bridge also stops reading early)."""
+    """Refuse bodies over the limit with 413. Only Robyn's own server needs it:
+    the Granian bridge stops reading at the limit."""
 
     def check(request: Request) -> Request | Response:
         body = request.body
@@ -78,15 +81,25 @@ def standard_headers(request: Request, response: Response) -> Response:
     return apply_standard_headers(response, request_id=request_id_of(request), path=request.url.path)
 
 
-def start_timer(request: Request) -> Request:
-    request.headers.set(_STARTED, repr(time.perf_counter()))
-    return request
+# Any other method a client sends is counted as OTHER: labels stay a bounded set.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def record_metrics(request: Request, response: Response) -> Response:
-    started = request.headers.get(_STARTED)
-    route = route_group(request.url.path)
-    REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    if started:
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - float(started))
-    return response
+def record_metrics(routes: RouteTable):
+    """Count and time each answer, labelled by route template (a bounded set)."""
+    series: dict[tuple[str, str, int], tuple] = {}
+
+    def record(request: Request, response: Response) -> Response:
+        method, status = request.method, response.status_code
+        method = method if method in METRIC_METHODS else "OTHER"
+        key = (method, routes.template(method, request.url.path), status)
+        counters = series.get(key)
+        if counters is None:  # label lookups are slow: once per (method, route, status)
+            counters = series[key] = (REQUESTS.labels(key[0], key[1], str(status)), LATENCY.labels(key[0], key[1]))
+        counters[0].inc()
+        started = context_of(request).started
+        if started:
+            counters[1].observe(time.perf_counter() - started)
+        return response
+
+    return record

@@ -82,7 +82,7 @@ def _http_date(value: str) -> int | None:
     return int(parsed.timestamp())
 
 
-def _etag_list_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
     """If-None-Match uses the weak comparison: ``W/"x"`` matches ``"x"``."""
     if header.strip() == "*":
         return True
@@ -92,7 +92,7 @@ def _etag_list_matches(header: str, etag: str) -> bool:
 def not_modified(meta: FileMeta, *, if_none_match: str | None, if_modified_since: str | None) -> bool:
     """RFC 9110 §13.1.2-3: If-None-Match wins; If-Modified-Since only without it."""
     if if_none_match is not None:
-        return _etag_list_matches(if_none_match, meta.etag)
+        return etag_matches(if_none_match, meta.etag)
     if if_modified_since is not None:
         since = _http_date(if_modified_since)
         return since is not None and meta.mtime <= since

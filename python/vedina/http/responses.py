@@ -13,6 +13,7 @@ import msgspec
 from robyn import Headers, Response
 
 from vedina.errors import error_body
+from vedina.http.ranges import etag_matches
 
 JSON = "application/json"
 _encoder = msgspec.json.Encoder()
@@ -45,6 +46,16 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
     for name, value in (headers or {}).items():
         response_headers.set(name, value)
     return Response(status_code=status, headers=response_headers, description=encode_json(body))
+
+
+def document_response(request, document, *, cache_control: str = "no-cache") -> Response:
+    """An encoded answer (``body`` bytes and a ``tag``) with its ETag; ``304`` when
+    the client's ``If-None-Match`` already names it (RFC 9110 §13.1.2)."""
+    etag = f'"{document.tag}"'
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(304, Headers({"etag": etag, "cache-control": cache_control}), b"")
+    return Response(200, Headers({"content-type": JSON, "etag": etag, "cache-control": cache_control}), document.body)
 
 
 def error_response(exc: BaseException) -> Response:

@@ -21,28 +21,34 @@ def prepare_multiprocess_dir(data_dir: str, port: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-def prepare_rate_limit_table(settings: Settings) -> None:
-    """Create the host rate-limit table before the workers start, replacing a
-    stale one at the default path (another version or capacity, e.g. after an
-    upgrade), so that every worker opens the same, valid table."""
-    if not settings.rate_limit_enabled:
-        return
-    from vedina._native import HostRateLimiter
-    from vedina.security.ratelimit.limiter import default_shm_path
-
-    path = settings.rate_limit_shm_path or str(default_shm_path(settings))
+def _open_or_replace(open_table, path: str, *, explicit: bool) -> None:
     try:
-        HostRateLimiter(path)
+        open_table(path)
     except ValueError:
-        if settings.rate_limit_shm_path:
+        if explicit:
             raise  # an operator's explicit path: say so rather than delete it
         os.unlink(path)
-        HostRateLimiter(path)
+        open_table(path)
+
+
+def prepare_shared_tables(settings: Settings) -> None:
+    """Create the host's shared-memory tables (rate limits, invalidation
+    generations) before the workers start, replacing a stale one at a default
+    path (another version or capacity, e.g. after an upgrade), so that every
+    worker opens the same, valid table."""
+    from vedina._native import GenerationTable, HostRateLimiter
+    from vedina.security.ratelimit.limiter import default_shm_path
+    from vedina.storage.invalidation import default_table_path
+
+    if settings.rate_limit_enabled:
+        path = settings.rate_limit_shm_path or str(default_shm_path(settings))
+        _open_or_replace(HostRateLimiter, path, explicit=bool(settings.rate_limit_shm_path))
+    _open_or_replace(GenerationTable, str(default_table_path(settings)), explicit=bool(settings.invalidation_shm_path))
 
 
 def serve_granian(settings: Settings) -> None:
     prepare_multiprocess_dir(settings.data_dir, settings.port)
-    prepare_rate_limit_table(settings)
+    prepare_shared_tables(settings)
     from granian.constants import Interfaces
     from granian.server import Server
 
@@ -70,7 +76,7 @@ def serve_granian(settings: Settings) -> None:
 
 def serve_robyn(settings: Settings) -> None:
     prepare_multiprocess_dir(settings.data_dir, settings.port)
-    prepare_rate_limit_table(settings)
+    prepare_shared_tables(settings)
     from vedina.app import create_app
     from vedina.logs import configure_logging
 

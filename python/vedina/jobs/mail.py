@@ -13,10 +13,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from vedina.config import Settings
 from vedina.services import tokens
-from vedina.storage.mailer import MailTransport, mail_transport
-from vedina.storage.resources import Resources
+from vedina.storage.mailer import MailTransport
 from vedina.storage.users import UserRepository
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,7 @@ def render(settings: Settings, *, template: str, to: str, name: str, token: str)
     return message
 
 
-def handler(resources: Resources, *, transport: MailTransport | None = None):
-    transport = transport or mail_transport(resources.settings)
-    users = UserRepository(resources.engine)
-
+def handler(*, settings: Settings, users: UserRepository, engine: AsyncEngine, transport: MailTransport):
     async def handle(payload: dict[str, Any]) -> None:
         template, user_id = payload["template"], int(payload["user_id"])
         user = await users.get(user_id)
@@ -61,10 +59,10 @@ def handler(resources: Resources, *, transport: MailTransport | None = None):
             return  # deleted or suspended since: send nothing
         if template == tokens.VERIFY_EMAIL and user["email_verified_at"] is not None:
             return
-        async with resources.engine.begin() as conn:
+        async with engine.begin() as conn:
             token = await tokens.issue(conn, user_id=user_id, purpose=template)
         await transport.send(
-            render(resources.settings, template=template, to=user["email"], name=user["display_name"], token=token)
+            render(settings, template=template, to=user["email"], name=user["display_name"], token=token)
         )
         log.info("account email sent", extra={"template": template, "user_id": user_id})
 

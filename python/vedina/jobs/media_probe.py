@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vedina.services.catalog import CatalogService
 from vedina.storage.movies import MovieRepository
-from vedina.storage.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +34,17 @@ async def probe(path: str) -> dict[str, Any]:
     return orjson.loads(out)["format"]
 
 
-def handler(resources: Resources):
+def handler(*, movies: MovieRepository, catalog: CatalogService, media_root: Path, engine: AsyncEngine):
     async def handle(payload: dict[str, Any]) -> None:
-        asset = await resources.movies.get_asset(int(payload["asset_id"]))
+        asset = await movies.get_asset(int(payload["asset_id"]))
         if asset is None:  # deleted since: nothing to do
             return
-        file_path = resources.settings.media_dir / asset["path"]
-        fmt = await probe(str(file_path))
-        async with resources.engine.begin() as conn:
+        fmt = await probe(str(media_root / asset["path"]))
+        async with engine.begin() as conn:
             await MovieRepository.update_asset(conn, asset["id"], size_bytes=int(fmt["size"]))
             if asset["kind"] == "video" and "duration" in fmt:
                 await MovieRepository.update(conn, asset["movie_id"], duration_seconds=round(float(fmt["duration"])))
+        await catalog.movies_changed(asset["movie_id"])
         log.info("probed media asset", extra={"asset_id": asset["id"]})
 
     return handle

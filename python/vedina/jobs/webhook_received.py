@@ -11,27 +11,24 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from vedina.storage.resources import Resources
 from vedina.storage.webhooks import RECEIVED_TOPIC, WebhookEventRepository
 
 log = logging.getLogger(__name__)
 
 TOPIC = RECEIVED_TOPIC
 
-EventProcessor = Callable[[Resources, dict[str, Any]], Awaitable[None]]
+EventProcessor = Callable[[dict[str, Any]], Awaitable[None]]
 PROCESSORS: dict[tuple[str, str], EventProcessor] = {}
 
 
-def handler(resources: Resources):
-    events = WebhookEventRepository(resources.engine)
-
+def handler(*, events: WebhookEventRepository):
     async def handle(payload: dict[str, Any]) -> None:
         event = await events.get(int(payload["webhook_event_id"]))
         if event is None or event["processed_at"] is not None:
             return  # at-least-once delivery: a repeat is a no-op
         processor = PROCESSORS.get((event["provider"], event["event_type"]))
         if processor is not None:
-            await processor(resources, event)
+            await processor(event)
         await events.mark_processed(event["id"])
         log.info("webhook processed", extra={"provider": event["provider"], "event_type": event["event_type"],
                                              "handled": processor is not None})

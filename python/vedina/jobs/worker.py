@@ -6,10 +6,9 @@ import asyncio
 import logging
 import signal
 
+from vedina.composition import open_services
 from vedina.config import Settings
-from vedina.jobs.registry import job_handlers
 from vedina.storage.broker import RabbitBroker
-from vedina.storage.resources import open_resources
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +18,15 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    resources = await open_resources(settings)
-    resources.start_relay()
+    services = await open_services(settings)
+    services.start()
+    broker = services.resources.broker
     try:
-        if isinstance(resources.broker, RabbitBroker):
-            log.info("consuming jobs", extra={"queue": resources.broker.queue_name})
-            await resources.broker.consume(job_handlers(resources), stop=stop)
+        if isinstance(broker, RabbitBroker):
+            log.info("consuming jobs", extra={"queue": broker.queue_name})
+            await broker.consume(stop=stop)
         else:
             log.info("embedded profile: jobs run in-process as the outbox is relayed")
             await stop.wait()
     finally:
-        await resources.close()
+        await services.close()

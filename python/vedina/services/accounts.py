@@ -18,10 +18,11 @@ from vedina.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from vedina.security.passwords import check_policy, hash_password_async, verify_password_async
 from vedina.security.rbac import Role
 from vedina.services import tokens
-from vedina.services.auth_state import AuthState
+from vedina.services.auth_state import AuthState, user_key
 from vedina.services.emails import normalise_email
 from vedina.services.sessions import SessionService
 from vedina.storage.clock import utcnow
+from vedina.storage.near_cache import NearCache
 from vedina.storage.outbox import enqueue
 from vedina.storage.users import UserRepository
 
@@ -57,12 +58,14 @@ def _public(row: dict) -> UserPublic:
 
 class AccountService:
     def __init__(
-        self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionService, auth_state: AuthState
+        self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionService, auth_state: AuthState,
+        profiles: NearCache[UserPublic],
     ) -> None:
         self._engine = engine
         self._users = users
         self._sessions = sessions
         self._state = auth_state
+        self._profiles = profiles  # per worker; invalidated through AuthState (auth:user:<id>)
 
     # -- self service ------------------------------------------------------------
 
@@ -82,15 +85,19 @@ class AccountService:
         return await self.get(user_id=user_id)
 
     async def get(self, *, user_id: int) -> UserPublic:
-        row = await self._users.get(user_id)
-        if row is None or row["status"] == "deleted":
-            raise NotFound("No such user", details={"id": user_id})
-        return _public(row)
+        async def load() -> UserPublic:
+            row = await self._users.get(user_id)
+            if row is None or row["status"] == "deleted":
+                raise NotFound("No such user", details={"id": user_id})
+            return _public(row)
+
+        return await self._profiles.get_or_load(str(user_id), (user_key(user_id),), load)
 
     async def update_profile(self, *, user_id: int, display_name: str | None) -> UserPublic:
         if display_name is not None:
             async with self._engine.begin() as conn:
                 await UserRepository.update(conn, user_id, display_name=display_name)
+            await self._state.profile_changed(user_id)
         return await self.get(user_id=user_id)
 
     async def delete(self, *, user_id: int, erase: bool) -> None:
@@ -142,6 +149,7 @@ class AccountService:
             if user_id is None:
                 raise ValidationFailed("Invalid or expired verification token", details={"field": "token"})
             await UserRepository.update(conn, user_id, email_verified_at=utcnow())
+        await self._state.profile_changed(user_id)
         return await self.get(user_id=user_id)
 
     async def resend_verification(self, *, user_id: int) -> None:

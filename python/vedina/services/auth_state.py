@@ -12,6 +12,12 @@ request:
 Readers fill a missing entry with ``add`` (set-if-absent) while writers use
 ``set``: a reader that looked at the database just before a change committed
 can never overwrite the writer's newer value with its stale one.
+
+Every write is then *published* on the invalidation channel under the same
+key, so the per-worker caches built on top of this state (the principal cache
+in :mod:`vedina.services.principals`) drop what they held, on every worker
+and host, within :data:`vedina.storage.invalidation.PROPAGATION_BOUND`.
+A token's whole state is read in one round trip (:meth:`AuthState.token_state`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 
 import msgspec
 
+from vedina.storage.invalidation import Invalidations
 from vedina.storage.keyvalue import KeyValueStore
 from vedina.storage.sessions import SessionRepository
 from vedina.storage.users import UserRepository
@@ -37,58 +44,94 @@ class UserState(msgspec.Struct, frozen=True):
     role: str
 
 
+class TokenState(msgspec.Struct, frozen=True):
+    """What an access token's validity depends on, besides its signature and expiry."""
+
+    denied: bool
+    session_active: bool
+    user: UserState | None
+
+
+def user_key(user_id: int) -> str:
+    return f"auth:user:{user_id}"
+
+
+def session_key(family_id: str) -> str:
+    return f"auth:session:{family_id}"
+
+
+def deny_key(jti: str) -> str:
+    return f"auth:deny:{jti}"
+
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(UserState).decode
 
 
 class AuthState:
-    def __init__(self, store: KeyValueStore, users: UserRepository, sessions: SessionRepository) -> None:
+    def __init__(
+        self, store: KeyValueStore, users: UserRepository, sessions: SessionRepository, invalidations: Invalidations
+    ) -> None:
         self._store = store
         self._users = users
         self._sessions = sessions
+        self._invalidations = invalidations
+
+    async def token_state(self, *, jti: str, family_id: str, user_id: int) -> TokenState:
+        """One round trip to the shared store; the database only for what it did not hold."""
+        denied, session, user = await self._store.get_many([deny_key(jti), session_key(family_id), user_key(user_id)])
+        return TokenState(
+            denied=denied is not None,
+            session_active=(session == _ACTIVE) if session is not None else await self._load_session(family_id),
+            user=_decode(user) if user is not None else await self._load_user(user_id),
+        )
 
     # -- users ----------------------------------------------------------------
 
     async def user_state(self, user_id: int) -> UserState | None:
-        cached = await self._store.get(f"auth:user:{user_id}")
-        if cached is not None:
-            return _decode(cached)
+        cached = await self._store.get(user_key(user_id))
+        return _decode(cached) if cached is not None else await self._load_user(user_id)
+
+    async def _load_user(self, user_id: int) -> UserState | None:
         row = await self._users.get(user_id)
         if row is None:
             return None
         state = UserState(status=row["status"], role=row["role"])
-        await self._store.add(f"auth:user:{user_id}", _encode(state), ttl=USER_STATE_TTL)
+        await self._store.add(user_key(user_id), _encode(state), ttl=USER_STATE_TTL)
         return state
 
     async def publish_user_state(self, user_id: int, *, status: str, role: str) -> None:
         """Call after the change committed."""
-        await self._store.set(f"auth:user:{user_id}", _encode(UserState(status=status, role=role)), ttl=USER_STATE_TTL)
+        await self._store.set(user_key(user_id), _encode(UserState(status=status, role=role)), ttl=USER_STATE_TTL)
+        await self._invalidations.publish(user_key(user_id))
+
+    async def profile_changed(self, user_id: int) -> None:
+        """The user's public record changed (not status or role); call after the commit."""
+        await self._invalidations.publish(user_key(user_id))
 
     # -- sessions -------------------------------------------------------------
 
-    async def session_active(self, family_id: str) -> bool:
-        key = f"auth:session:{family_id}"
-        cached = await self._store.get(key)
-        if cached is not None:
-            return cached == _ACTIVE
+    async def _load_session(self, family_id: str) -> bool:
         active = await self._sessions.active_family(family_id) is not None
-        await self._store.add(key, _ACTIVE if active else _REVOKED, ttl=SESSION_STATE_TTL if active else REVOKED_TTL)
+        await self._store.add(
+            session_key(family_id), _ACTIVE if active else _REVOKED, ttl=SESSION_STATE_TTL if active else REVOKED_TTL
+        )
         return active
 
     async def mark_session_active(self, family_id: str) -> None:
-        await self._store.add(f"auth:session:{family_id}", _ACTIVE, ttl=SESSION_STATE_TTL)
+        await self._store.add(session_key(family_id), _ACTIVE, ttl=SESSION_STATE_TTL)
 
     async def mark_sessions_revoked(self, family_ids: list[str]) -> None:
         """Call after the revocation committed."""
         for family_id in family_ids:
-            await self._store.set(f"auth:session:{family_id}", _REVOKED, ttl=REVOKED_TTL)
+            await self._store.set(session_key(family_id), _REVOKED, ttl=REVOKED_TTL)
+        if family_ids:
+            await self._invalidations.publish(*map(session_key, family_ids))
 
     # -- access tokens ------------------------------------------------------
 
     async def deny_token(self, jti: str, *, expires_at: int) -> None:
         remaining = expires_at - time.time() + 60  # verifier leeway and clock skew
         if remaining > 0:
-            await self._store.set(f"auth:deny:{jti}", b"1", ttl=remaining)
-
-    async def token_denied(self, jti: str) -> bool:
-        return await self._store.get(f"auth:deny:{jti}") is not None
+            await self._store.set(deny_key(jti), b"1", ttl=remaining)
+            await self._invalidations.publish(deny_key(jti))

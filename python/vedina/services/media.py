@@ -13,26 +13,23 @@ Path safety: the stored path is relative to MEDIA_ROOT. It is resolved
 (symlinks followed) and must stay inside MEDIA_ROOT and be a regular file;
 anything else is the same 404 as an unknown asset, so a probe learns nothing.
 
-Asset rows are cached in the process for ASSET_CACHE_SECONDS: a player sends
-a request per range, and the catalog lookup would otherwise cost more than
-sending the megabyte (about 1,100 lookups/s against 10,000 bare answers on
-2 cores). The file is still stat'ed on every request, so validators are
-always current; a changed path in the catalog is seen within the TTL.
+Resolved locations are kept in a per-worker :class:`NearCache` (a player
+sends a request per range, and the catalog lookup would otherwise cost more
+than sending the megabyte), invalidated through ``catalog:asset:<id>`` when an
+asset's path changes. The file is still stat'ed on every request, so
+validators are always current.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from vedina.errors import NotFound
 from vedina.storage.movies import MovieRepository
-
-ASSET_CACHE_SECONDS = 30.0
-ASSET_CACHE_SIZE = 10_000
+from vedina.storage.near_cache import NearCache
 
 # By extension; the asset's stored content_type is the fallback.
 CONTENT_TYPES = {
@@ -68,12 +65,15 @@ class _Location:
     content_type: str
 
 
+def asset_key(asset_id: int) -> str:
+    return f"catalog:asset:{asset_id}"
+
+
 class MediaService:
-    def __init__(self, movies: MovieRepository, *, media_root: Path, clock=time.monotonic) -> None:
+    def __init__(self, movies: MovieRepository, *, locations: NearCache[_Location], media_root: Path) -> None:
         self._movies = movies
         self._root = media_root.resolve()
-        self._clock = clock
-        self._locations: dict[int, tuple[float, _Location]] = {}  # id -> (expires, location)
+        self._locations = locations
 
     async def locate(self, *, asset_id: int) -> MediaFile:
         """The asset's file, or NotFound (unknown asset, missing or unsafe path)."""
@@ -83,7 +83,6 @@ class MediaService:
         except OSError:
             info = None
         if info is None or not stat.S_ISREG(info.st_mode):
-            self._locations.pop(asset_id, None)  # resolve again next time
             raise NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})
         return MediaFile(
             asset_id=asset_id, path=location.path, relative_path=location.relative_path,
@@ -91,20 +90,15 @@ class MediaService:
         )
 
     async def _location(self, asset_id: int) -> _Location:
-        now = self._clock()
-        cached = self._locations.get(asset_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        asset = await self._movies.get_asset(asset_id)
-        if asset is None:  # unknown ids are not cached: a scan cannot fill the cache
-            raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
-        resolved = self._resolve(asset["path"], asset_id)
-        relative = resolved.relative_to(self._root).as_posix()
-        location = _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")))
-        if len(self._locations) >= ASSET_CACHE_SIZE:
-            del self._locations[next(iter(self._locations))]  # the oldest insertion
-        self._locations[asset_id] = (now + ASSET_CACHE_SECONDS, location)
-        return location
+        async def load() -> _Location:
+            asset = await self._movies.get_asset(asset_id)
+            if asset is None:  # unknown ids are not cached: a scan cannot fill the cache
+                raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
+            resolved = self._resolve(asset["path"], asset_id)
+            relative = resolved.relative_to(self._root).as_posix()
+            return _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")))
+
+        return await self._locations.get_or_load(str(asset_id), (asset_key(asset_id),), load)
 
     def _resolve(self, stored_path: str, asset_id: int) -> Path:
         missing = NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})

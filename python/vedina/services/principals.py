@@ -1,15 +1,18 @@
 """Who is calling: turning an access token or a signed request into a Principal.
 
 A principal is a user (access token from a bearer header or a cookie) or an
-API key (SigV4). For users every request re-checks, in the shared store, that
-the token was not logged out, its session is live, and the account is active
-and still has the role it had: a suspension or a role change applies on the
-next request, on every worker.
+API key (SigV4). For users every request checks that the token was not logged
+out, its session is live, and the account is active and still has the role it
+had. The answer is kept in a per-worker :class:`NearCache` keyed by the token
+and stamped with the three keys it depends on (``auth:deny:<jti>``,
+``auth:session:<family>``, ``auth:user:<id>``): every change to those is
+published on the invalidation channel, so a repeated token costs no I/O, and
+a logout, suspension or role change still applies on every worker and host
+within the propagation bound. A miss reads the shared store in one round trip.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 import msgspec
@@ -19,7 +22,8 @@ from vedina.errors import Forbidden, Unauthorized
 from vedina.security.jwt_keys import TokenKeys
 from vedina.security.rbac import permissions_of
 from vedina.services.api_keys import ApiKeyService
-from vedina.services.auth_state import AuthState
+from vedina.services.auth_state import AuthState, deny_key, session_key, user_key
+from vedina.storage.near_cache import NearCache
 
 # RFC 6750 §3: how a resource server says the bearer token itself is bad.
 INVALID_TOKEN = {"www-authenticate": 'Bearer realm="vedina", error="invalid_token"'}
@@ -35,47 +39,50 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     token_id: str = ""
     expires_at: int = 0
 
-    def claims(self) -> dict[str, str]:
-        """Flat string claims for ``robyn.Identity`` (what rate limiters and handlers read)."""
-        return {
-            "sub": self.subject, "role": self.role, "kind": self.kind, "via": self.via, "sid": self.session_id,
-            "jti": self.token_id, "exp": str(self.expires_at), "permissions": " ".join(sorted(self.permissions)),
-        }
 
-    @classmethod
-    def from_claims(cls, claims: dict[str, str]) -> Principal:
-        return cls(
-            kind=claims["kind"], subject=claims["sub"], role=claims["role"], via=claims["via"],
-            permissions=frozenset(claims["permissions"].split()), session_id=claims.get("sid", ""),
-            token_id=claims.get("jti", ""), expires_at=int(claims.get("exp") or 0),
-        )
+# Why a token that verifies is still refused (cached like a principal).
+_REVOKED, _SUSPENDED = "revoked", "suspended"
 
 
 class Authenticator:
-    def __init__(self, *, token_keys: TokenKeys, auth_state: AuthState, api_keys: ApiKeyService) -> None:
+    def __init__(
+        self, *, token_keys: TokenKeys, auth_state: AuthState, api_keys: ApiKeyService, principals: NearCache
+    ) -> None:
         self._keys = token_keys
         self._state = auth_state
         self._api_keys = api_keys
+        self._principals = principals
 
     async def access_token(self, token: str, *, via: Literal["bearer", "cookie"]) -> Principal:
         try:
             claims = self._keys.verifier.verify(token)
         except JWTError:
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN) from None
-        if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
+        sub = claims.get("sub")
+        if claims.get("typ") != "access" or not (isinstance(sub, str) and sub.isascii() and sub.isdigit()):
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN)
-        user_id, jti, sid = int(claims["sub"]), str(claims.get("jti", "")), str(claims.get("sid", ""))
-        denied, session_live, state = await asyncio.gather(
-            self._state.token_denied(jti), self._state.session_active(sid), self._state.user_state(user_id)
+        user_id, jti, sid = int(sub), str(claims.get("jti", "")), str(claims.get("sid", ""))
+
+        async def load() -> Principal | str:
+            state = await self._state.token_state(jti=jti, family_id=sid, user_id=user_id)
+            user = state.user
+            if state.denied or not state.session_active or user is None or user.status == "deleted":
+                return _REVOKED
+            if user.status != "active":
+                return _SUSPENDED
+            return Principal(
+                kind="user", subject=sub, role=user.role, permissions=permissions_of(user.role), via=via,
+                session_id=sid, token_id=jti, expires_at=int(claims["exp"]),
+            )
+
+        found = await self._principals.get_or_load(
+            f"{via}:{jti}", (deny_key(jti), session_key(sid), user_key(user_id)), load
         )
-        if denied or not session_live or state is None or state.status == "deleted":
+        if found is _REVOKED:
             raise Unauthorized("Access token revoked", headers=INVALID_TOKEN)
-        if state.status != "active":
+        if found is _SUSPENDED:
             raise Forbidden("This account is suspended")
-        return Principal(
-            kind="user", subject=str(user_id), role=state.role, permissions=permissions_of(state.role), via=via,
-            session_id=sid, token_id=jti, expires_at=int(claims["exp"]),
-        )
+        return found
 
     async def signed_request(
         self, *, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes, authorization: str

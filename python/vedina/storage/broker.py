@@ -28,6 +28,10 @@ JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
 class Broker(Protocol):
     async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None: ...
 
+    def attach_handlers(self, handlers: dict[str, JobHandler]) -> None:
+        """The job handlers this process runs (the composition root builds them)."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -40,7 +44,10 @@ class InProcessBroker:
     retries it later, up to its attempt limit.
     """
 
-    def __init__(self, handlers: dict[str, JobHandler]) -> None:
+    def __init__(self, handlers: dict[str, JobHandler] | None = None) -> None:
+        self._handlers = handlers or {}
+
+    def attach_handlers(self, handlers: dict[str, JobHandler]) -> None:
         self._handlers = handlers
 
     async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None:
@@ -63,6 +70,10 @@ class RabbitBroker:
         self.dead_queue_name = f"{prefix}.jobs.dead"
         self._connection = None
         self._channel = None
+        self._handlers: dict[str, JobHandler] = {}
+
+    def attach_handlers(self, handlers: dict[str, JobHandler]) -> None:
+        self._handlers = handlers
 
     async def connect(self) -> None:
         import aio_pika
@@ -103,14 +114,15 @@ class RabbitBroker:
             self._connection = None
             self._channel = None
 
-    async def consume(self, handlers: dict[str, JobHandler], *, prefetch: int = 10, stop=None) -> None:
-        """Run handlers for queued messages until ``stop`` (an asyncio.Event) is set.
+    async def consume(self, handlers: dict[str, JobHandler] | None = None, *, prefetch: int = 10, stop=None) -> None:
+        """Run handlers (default: the attached ones) for queued messages until ``stop`` (an asyncio.Event) is set.
 
         A message whose handler raises (or whose topic has no handler) is
         rejected without requeue, so RabbitMQ moves it to the dead-letter queue.
         """
         import asyncio
 
+        handlers = self._handlers if handlers is None else handlers
         if self._channel is None:
             await self.connect()
         await self._channel.set_qos(prefetch_count=prefetch)

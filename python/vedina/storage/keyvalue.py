@@ -29,6 +29,10 @@ from vedina.storage.schema import kv_entries
 class KeyValueStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of ``keys`` in order, in one round trip."""
+        ...
+
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
 
     async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
@@ -65,6 +69,9 @@ class MemoryStore:
     async def get(self, key: str) -> bytes | None:
         return self._live(key)
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self._live(key) for key in keys]
+
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         deadline = None if ttl is None else time.monotonic() + ttl
         self._data[key] = (value, deadline)
@@ -98,6 +105,15 @@ class SqlStore:
         )
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        query = sa.select(kv_entries.c.key, kv_entries.c.value).where(
+            kv_entries.c.key.in_(keys),
+            sa.or_(kv_entries.c.expires_at.is_(None), kv_entries.c.expires_at > now_ms()),
+        )
+        async with self._engine.connect() as conn:
+            found = dict((await conn.execute(query)).tuples().all())
+        return [found.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         async with self._engine.begin() as conn:
@@ -142,6 +158,9 @@ class RedisStore:
 
     async def get(self, key: str) -> bytes | None:
         return await self._redis.get(self._prefix + key)
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return await self._redis.mget([self._prefix + key for key in keys])
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self._redis.set(self._prefix + key, value, px=None if ttl is None else int(ttl * 1000))

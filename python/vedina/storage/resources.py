@@ -1,4 +1,4 @@
-"""Everything a worker process holds open: engine, stores, broker, repositories.
+"""Everything a worker process holds open: engine, stores, broker, invalidation channel.
 
 Opened once per process (after Granian or Robyn forked it) and closed at
 shutdown. The profile is chosen by the settings: ``DB_HOST`` selects
@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vedina.config import Settings
 from vedina.storage.broker import Broker, InProcessBroker, RabbitBroker
 from vedina.storage.database import create_engine
+from vedina.storage.invalidation import HostInvalidations, open_invalidations
 from vedina.storage.keyvalue import KeyValueStore, MemoryStore, RedisStore, SqlStore
-from vedina.storage.movies import MovieRepository
 from vedina.storage.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ class Resources:
     engine: AsyncEngine
     shared: KeyValueStore  # seen by every worker (sessions, deny lists, nonces)
     cache: KeyValueStore  # may forget; per process when embedded
-    broker: Broker
-    movies: MovieRepository
+    broker: Broker  # job handlers are attached by the composition root (vedina.composition)
+    invalidations: HostInvalidations
     redis: object | None = None
     relay: OutboxRelay | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -84,6 +84,7 @@ class Resources:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.invalidations.close()
         await self.broker.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -103,20 +104,16 @@ async def open_resources(settings: Settings) -> Resources:
         shared = SqlStore(engine)
         cache = MemoryStore()
 
-    resources = Resources(
+    broker: Broker = (
+        RabbitBroker(settings.amqp_url, prefix=settings.amqp_queue_prefix) if settings.amqp_url else InProcessBroker()
+    )
+    return Resources(
         settings=settings,
         engine=engine,
         shared=shared,
         cache=cache,
-        broker=InProcessBroker({}),
-        movies=MovieRepository(engine),
+        broker=broker,
+        invalidations=open_invalidations(settings, redis_client),
         redis=redis_client,
+        relay=OutboxRelay(engine, broker),
     )
-    if settings.amqp_url:
-        resources.broker = RabbitBroker(settings.amqp_url, prefix=settings.amqp_queue_prefix)
-    else:
-        from vedina.jobs.registry import job_handlers
-
-        resources.broker = InProcessBroker(job_handlers(resources))
-    resources.relay = OutboxRelay(engine, resources.broker)
-    return resources

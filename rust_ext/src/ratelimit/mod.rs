@@ -7,11 +7,11 @@ pub mod shm;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use gcra::{Decision, GcraError, Params};
-use shm::{OnFull, SharedTable, ShmError};
+use shm::{OnFull, SharedTable};
 
 /// Default number of slots of a host table (16 bytes each: 1 MiB).
 pub const DEFAULT_CAPACITY: usize = 65536;
@@ -20,16 +20,6 @@ impl From<GcraError> for PyErr {
     fn from(e: GcraError) -> PyErr {
         match e {
             GcraError::InvalidParams(m) => PyValueError::new_err(m),
-        }
-    }
-}
-
-impl From<ShmError> for PyErr {
-    fn from(e: ShmError) -> PyErr {
-        match e {
-            ShmError::Io(e) => PyOSError::new_err(e.to_string()),
-            ShmError::Incompatible(m) => PyValueError::new_err(m),
-            ShmError::InvalidCapacity => PyValueError::new_err("capacity must be between 1 and 2**40"),
         }
     }
 }

@@ -3,22 +3,9 @@
 //! `/dev/shm`), with no lock and no server: each decision is a CAS on one
 //! 64-bit word.
 //!
-//! File layout (little-endian, native atomics):
-//!
-//! ```text
-//! offset 0   u64 magic "VEDGCRA1"
-//!        8   u64 version (2)
-//!        16  u64 capacity (slots)
-//!        24  2 x u64 SipHash key, random per table
-//!        40  24 bytes reserved (header is 64 bytes)
-//!        64  capacity x slot { AtomicU64 key_hash (0 = empty), AtomicU64 tat_ns }
-//! ```
-//!
-//! The file is created complete (zeros written, not sparse) under a random
-//! temporary name with `O_EXCL` and mode 0600, and published with `link(2)`,
-//! which fails if the path exists: a process never maps a half-initialised
-//! table, and concurrent creators agree on one file. Opening refuses symlinks
-//! and files not owned by this user or writable by others.
+//! Each slot is two words, `{ AtomicU64 key_hash (0 = empty), AtomicU64 tat_ns }`,
+//! in a file created and opened by [`crate::mapped`] (exclusive creation, mode
+//! 0600, no symlinks, a random SipHash key per table).
 //!
 //! Slots: open addressing with linear probing over at most [`MAX_PROBE`]
 //! slots from `fastrange(hash)`. A lookup walks the window:
@@ -50,48 +37,21 @@
 //!   keys with the same hash share a limit (probability ~ n^2 / 2^65), and
 //!   nobody without the file can choose keys that collide.
 
-use std::fs::{File, OpenOptions};
-use std::hash::Hasher;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use memmap2::MmapMut;
-use siphasher::sip::SipHasher13;
+pub use crate::mapped::ShmError;
+use crate::mapped::{Kind, MappedTable};
 
 use super::gcra::{self, Decision, Params};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"VEDGCRA1");
-const VERSION: u64 = 2;
-const HEADER_BYTES: usize = 64;
-const SLOT_BYTES: usize = 16;
+const KIND: Kind = Kind { magic: u64::from_le_bytes(*b"VEDGCRA1"), version: 2, words_per_slot: 2, name: "rate-limit table" };
 /// Longest probe sequence: bounds the work per decision. A key whose window
 /// holds only live other keys finds the table "full".
 pub const MAX_PROBE: usize = 32;
 /// TAT value of a slot being handed to another key.
 const RECLAIMING: u64 = u64::MAX;
-// Header words: 0 magic, 1 version, 2 capacity, 3-4 the table's SipHash key.
-// The key is random per table (written once at creation, read by every process
-// that opens it): with a public key, anyone could compute keys that share a
-// victim key's probe window and fill it, so the victim's requests would find
-// no slot (and go untracked).
-const HASH_KEY_WORDS: usize = 3;
-
-#[derive(Debug)]
-pub enum ShmError {
-    Io(std::io::Error),
-    /// The file exists but is not a table of this version or capacity.
-    Incompatible(String),
-    InvalidCapacity,
-}
-
-impl From<std::io::Error> for ShmError {
-    fn from(e: std::io::Error) -> Self {
-        ShmError::Io(e)
-    }
-}
 
 /// What happens when no slot can be found for a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,146 +70,36 @@ pub struct Checked {
     pub tracked: bool,
 }
 
-/// The 64-bit hash of a key under a table's SipHash key; never 0 (0 marks an empty slot).
-pub fn key_hash(hash_key: (u64, u64), key: &str) -> u64 {
-    let mut h = SipHasher13::new_with_keys(hash_key.0, hash_key.1);
-    h.write(key.as_bytes());
-    h.finish().max(1)
-}
-
-/// 16 random bytes from the kernel.
-fn random_words() -> std::io::Result<(u64, u64)> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let (a, b) = bytes.split_at(8);
-    Ok((u64::from_ne_bytes(a.try_into().expect("8 bytes")), u64::from_ne_bytes(b.try_into().expect("8 bytes"))))
-}
-
 pub struct SharedTable {
-    _map: MmapMut,
-    base: NonNull<AtomicU64>,
-    capacity: usize,
-    hash_key: (u64, u64),
+    table: MappedTable,
 }
-
-// SAFETY: the mapping is only accessed through `AtomicU64`s, which are safe
-// to share between threads; `base` points into `_map`, which lives as long as
-// the table and never moves.
-unsafe impl Send for SharedTable {}
-unsafe impl Sync for SharedTable {}
 
 impl SharedTable {
     /// Open the table at `path`, creating it with `capacity` slots if missing.
     /// An existing file must have the same capacity.
     pub fn open(path: &Path, capacity: usize) -> Result<SharedTable, ShmError> {
-        if capacity == 0 || capacity > (1 << 40) {
-            return Err(ShmError::InvalidCapacity);
-        }
-        let len = HEADER_BYTES + capacity * SLOT_BYTES;
-        if !path.exists() {
-            Self::create(path, capacity, len)?;
-        }
-        // No symlinks, and only a regular file of ours that nobody else may
-        // write: in a shared directory such as /dev/shm another local user
-        // could otherwise plant or swap the table and control every limit.
-        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-        let meta = file.metadata()?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        if !meta.is_file() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
-            return Err(ShmError::Incompatible(format!(
-                "{} must be a regular file owned by this user and writable by it alone",
-                path.display()
-            )));
-        }
-        let actual = meta.len();
-        if actual < HEADER_BYTES as u64 {
-            return Err(ShmError::Incompatible(format!("{} is too short for a rate-limit table", path.display())));
-        }
-        // SAFETY: the file is shared with other processes on purpose; all
-        // accesses after the header check go through atomics.
-        let mut map = unsafe { MmapMut::map_mut(&file)? };
-        let word = |i: usize| u64::from_ne_bytes(map[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        if word(0) != MAGIC || word(1) != VERSION {
-            return Err(ShmError::Incompatible(format!("{} is not a version {VERSION} rate-limit table", path.display())));
-        }
-        if word(2) != capacity as u64 || actual != len as u64 {
-            return Err(ShmError::Incompatible(format!(
-                "{} has capacity {}, not {capacity}",
-                path.display(),
-                word(2)
-            )));
-        }
-        if map.len() != len {
-            // The file changed size between the check and the mapping.
-            return Err(ShmError::Incompatible(format!("{} changed size while opening", path.display())));
-        }
-        let hash_key = (word(HASH_KEY_WORDS), word(HASH_KEY_WORDS + 1));
-        let base = NonNull::new(map.as_mut_ptr().wrapping_add(HEADER_BYTES).cast::<AtomicU64>()).expect("mmap is not null");
-        Ok(SharedTable { _map: map, base, capacity, hash_key })
-    }
-
-    fn create(path: &Path, capacity: usize, len: usize) -> Result<(), ShmError> {
-        let (k0, k1) = random_words()?;
-        // An unpredictable name, created exclusively (never following a
-        // planted symlink), readable and writable by this user only.
-        let tmp = path.with_extension(format!("tmp.{:016x}", random_words()?.0));
-        let result = (|| -> Result<(), ShmError> {
-            let mut f: File = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            let mut header = [0u8; HEADER_BYTES];
-            header[0..8].copy_from_slice(&MAGIC.to_ne_bytes());
-            header[8..16].copy_from_slice(&VERSION.to_ne_bytes());
-            header[16..24].copy_from_slice(&(capacity as u64).to_ne_bytes());
-            header[24..32].copy_from_slice(&k0.to_ne_bytes());
-            header[32..40].copy_from_slice(&k1.to_ne_bytes());
-            f.write_all(&header)?;
-            // Zeros written, not a sparse set_len: a full tmpfs then fails here
-            // with an error, instead of SIGBUS in a worker on first use.
-            let zeros = vec![0u8; 1 << 16];
-            let mut left = len - HEADER_BYTES;
-            while left > 0 {
-                let n = left.min(zeros.len());
-                f.write_all(&zeros[..n])?;
-                left -= n;
-            }
-            f.sync_all()?;
-            match std::fs::hard_link(&tmp, path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()), // another process won
-                Err(e) => Err(e.into()),
-            }
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        result
+        Ok(SharedTable { table: MappedTable::open(path, KIND, capacity)? })
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.table.capacity()
     }
 
     fn key_at(&self, slot: usize) -> &AtomicU64 {
-        debug_assert!(slot < self.capacity);
-        // SAFETY: slot < capacity, so the word is inside the mapping (whose
-        // length was checked in `open`); the offset is a multiple of 8 from a
-        // page-aligned base, as AtomicU64 requires; the mapping outlives &self.
-        unsafe { &*self.base.as_ptr().add(slot * 2) }
+        self.table.slot_word(slot, 0)
     }
 
     fn tat_at(&self, slot: usize) -> &AtomicU64 {
-        debug_assert!(slot < self.capacity);
-        // SAFETY: as in `key_at`, for the second word of the slot.
-        unsafe { &*self.base.as_ptr().add(slot * 2 + 1) }
+        self.table.slot_word(slot, 1)
     }
 
     fn home(&self, hash: u64) -> usize {
-        // Lemire's fastrange: uniform over any capacity, no modulo.
-        ((hash as u128 * self.capacity as u128) >> 64) as usize
+        self.table.home(hash)
     }
 
     fn window(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let home = self.home(hash);
-        (0..MAX_PROBE.min(self.capacity)).map(move |i| (home + i) % self.capacity)
+        (0..MAX_PROBE.min(self.capacity())).map(move |i| (home + i) % self.capacity())
     }
 
     /// The slot holding `hash`, if any.
@@ -319,7 +169,7 @@ impl SharedTable {
 
     /// Decide a request for `key` at `now_ns` and record it when allowed.
     pub fn check(&self, key: &str, now_ns: u64, params: &Params, on_full: OnFull) -> Checked {
-        let hash = key_hash(self.hash_key, key);
+        let hash = self.table.hash(key);
         'lookup: for _ in 0..1000 {
             let Some(slot) = self.find_or_claim(hash, now_ns) else { break };
             loop {
@@ -359,7 +209,7 @@ impl SharedTable {
 
     /// Forget `key`: its next request starts from a full burst.
     pub fn reset(&self, key: &str) {
-        let hash = key_hash(self.hash_key, key);
+        let hash = self.table.hash(key);
         if let Some(slot) = self.find(hash) {
             let tat = self.tat_at(slot);
             let mut current = tat.load(SeqCst);
@@ -375,7 +225,7 @@ impl SharedTable {
 
     /// Slots currently holding a key (for tests and metrics; O(capacity)).
     pub fn occupied(&self) -> usize {
-        (0..self.capacity).filter(|&s| self.key_at(s).load(SeqCst) != 0).count()
+        (0..self.capacity()).filter(|&s| self.key_at(s).load(SeqCst) != 0).count()
     }
 }
 

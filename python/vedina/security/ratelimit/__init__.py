@@ -11,13 +11,12 @@
 
 from vedina.security.ratelimit.decision import Decision
 from vedina.security.ratelimit.limiter import RateLimiter, default_shm_path, open_limiter
-from vedina.security.ratelimit.middleware import DECISION_HEADER, RateLimitMiddleware
+from vedina.security.ratelimit.middleware import RateLimitMiddleware
 from vedina.security.ratelimit.policies import Policy, build_policies, group_of, policy_for
 from vedina.security.ratelimit.principal import client_ip, principal_of
 from vedina.security.ratelimit.redis_gcra import GCRA_LUA, RedisGCRA
 
 __all__ = [
-    "DECISION_HEADER",
     "GCRA_LUA",
     "Decision",
     "Policy",

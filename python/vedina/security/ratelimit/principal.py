@@ -24,6 +24,8 @@ from functools import lru_cache
 
 from robyn import Request
 
+from vedina.http.context import context_of
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -54,11 +56,11 @@ def _label(address: Address) -> str:
     return str(address)
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:
-    """The client address a limit counts against (an IPv6 client as its /64)."""
+def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> Address | None:
+    """The client's address: the peer, or what trusted proxies say it is."""
     address = _parse(peer or "")
     if address is None:
-        return "unknown"
+        return None
     if forwarded_for and proxies and _trusted(address, proxies):
         for hop in reversed(forwarded_for.split(",")):
             hop_address = _parse(hop)
@@ -67,19 +69,30 @@ def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[Net
             address = hop_address
             if not _trusted(address, proxies):
                 break
-    return _label(address)
+    return address
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:
+    """The client address a limit counts against (an IPv6 client as its /64)."""
+    address = client_address(peer, forwarded_for, proxies)
+    return "unknown" if address is None else _label(address)
+
+
+def _forwarded_for(request: Request, proxies: Sequence[Network]) -> str | None:
+    if not proxies:
+        return None
+    return ",".join(request.headers.get_all("x-forwarded-for") or []) or None
+
+
+def request_client_address(request: Request, proxies: Sequence[Network]) -> str:
+    """The client's address as sessions record it (the proxy-aware rule of the limiter)."""
+    address = client_address(request.ip_addr, _forwarded_for(request, proxies), proxies)
+    return "" if address is None else str(address)
 
 
 def principal_of(request: Request, proxies: Sequence[Network]) -> str:
     """``user:<id>`` / ``api_key:<id>`` when authenticated, else ``ip:<address>``."""
-    identity = request.identity
-    if identity is not None:
-        claims = identity.claims
-        subject = claims.get("sub")
-        if subject:
-            return f"{claims.get('kind') or 'user'}:{subject}"
-    forwarded = None
-    if proxies:
-        values = request.headers.get_all("x-forwarded-for") or []
-        forwarded = ",".join(values) or None
-    return "ip:" + client_ip(request.ip_addr, forwarded, proxies)
+    principal = context_of(request).principal
+    if principal is not None:
+        return f"{principal.kind}:{principal.subject}"
+    return "ip:" + client_ip(request.ip_addr, _forwarded_for(request, proxies), proxies)

@@ -1,0 +1,154 @@
+"""The composition root: every service of a process is built here, once.
+
+:func:`open_services` opens the storage resources chosen by the settings
+(:mod:`vedina.storage.resources`), builds the repositories, caches and
+services on top of them, and hands the job handlers the services they need.
+The server's workers, ``vedina worker`` and the one-off commands all start
+from here, so each is wired the same way.
+
+>>> services = await open_services(settings)
+>>> await services.catalog.get_movie(movie_id=1)
+>>> await services.close()
+
+Adding a resource means: its table (``storage/schema.py``) and migration, its
+repository (``storage/``), its service (``services/``), one line here, its API
+module (``api/``) and one line in ``vedina.app.RESOURCE_ROUTERS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vedina.config import Settings, webhook_secret_map
+from vedina.jobs import mail, media_probe, webhook_received
+from vedina.security.csrf import CsrfTokens
+from vedina.security.jwt_keys import TokenKeys, build_token_keys
+from vedina.security.keys import derive_key
+from vedina.security.secretbox import SecretBox
+from vedina.services.accounts import AccountService
+from vedina.services.api_keys import ApiKeyService, UsageRecorder
+from vedina.services.auth_state import AuthState
+from vedina.services.catalog import CatalogService
+from vedina.services.login_guard import LoginGuard
+from vedina.services.media import MediaService
+from vedina.services.principals import Authenticator
+from vedina.services.sessions import SessionService
+from vedina.services.webhooks import WebhookService
+from vedina.storage.api_keys import ApiKeyRepository
+from vedina.storage.broker import JobHandler
+from vedina.storage.mailer import mail_transport
+from vedina.storage.movies import MovieRepository
+from vedina.storage.near_cache import NearCache
+from vedina.storage.resources import Resources, open_resources
+from vedina.storage.sessions import SessionRepository
+from vedina.storage.shared_cache import SharedCache
+from vedina.storage.users import UserRepository
+from vedina.storage.webhooks import WebhookEventRepository
+
+# Seconds a near-cache entry may live without any invalidation (a safety net:
+# invalidation is what normally ends it).
+PRINCIPAL_TTL = 300
+PROFILE_TTL = 300
+CATALOG_TTL = 300
+MEDIA_TTL = 300
+
+
+@dataclass
+class Services:
+    settings: Settings
+    resources: Resources
+    users: UserRepository
+    movies: MovieRepository
+    webhook_events: WebhookEventRepository
+    auth_state: AuthState
+    token_keys: TokenKeys
+    sessions: SessionService
+    accounts: AccountService
+    api_keys: ApiKeyService
+    authenticator: Authenticator
+    csrf: CsrfTokens
+    catalog: CatalogService
+    media: MediaService
+    webhooks: WebhookService
+
+    def job_handlers(self) -> dict[str, JobHandler]:
+        """Topic -> handler, for the in-process broker and ``vedina worker``."""
+        return {
+            media_probe.TOPIC: media_probe.handler(
+                movies=self.movies, catalog=self.catalog, media_root=self.settings.media_dir, engine=self.resources.engine
+            ),
+            mail.TOPIC: mail.handler(
+                settings=self.settings, users=self.users, engine=self.resources.engine,
+                transport=mail_transport(self.settings),
+            ),
+            webhook_received.TOPIC: webhook_received.handler(events=self.webhook_events),
+        }
+
+    def start(self) -> None:
+        """Background work of a serving process: invalidations, outbox relay, API-key usage."""
+        self.resources.invalidations.start()
+        self.resources.start_relay()
+        self.api_keys.usage.start()
+
+    async def close(self) -> None:
+        await self.api_keys.usage.close()
+        await self.resources.close()
+
+
+def build_services(settings: Settings, resources: Resources, *, usage_interval: float = 10.0) -> Services:
+    engine, invalidations = resources.engine, resources.invalidations
+
+    def near(name: str, ttl: float) -> NearCache:
+        return NearCache(invalidations, name=name, max_entries=settings.near_cache_entries, ttl=ttl)
+
+    users, movies = UserRepository(engine), MovieRepository(engine)
+    auth_state = AuthState(resources.shared, users, SessionRepository(engine), invalidations)
+    token_keys = build_token_keys(settings)
+    sessions = SessionService(
+        engine=engine, users=users, sessions=SessionRepository(engine), auth_state=auth_state, token_keys=token_keys,
+        login_guard=LoginGuard(settings),
+    )
+    key_rows = ApiKeyRepository(engine)
+    api_keys = ApiKeyService(
+        repository=key_rows, secret_box=SecretBox.from_settings(settings), store=resources.shared,
+        region=settings.sigv4_region, usage=UsageRecorder(key_rows, interval=usage_interval),
+    )
+    shared_cache = SharedCache(resources.redis, ttl=settings.catalog_cache_ttl_s) if resources.redis is not None else None
+    services = Services(
+        settings=settings,
+        resources=resources,
+        users=users,
+        movies=movies,
+        webhook_events=WebhookEventRepository(engine),
+        auth_state=auth_state,
+        token_keys=token_keys,
+        sessions=sessions,
+        accounts=AccountService(
+            engine=engine, users=users, sessions=sessions, auth_state=auth_state, profiles=near("profiles", PROFILE_TTL)
+        ),
+        api_keys=api_keys,
+        authenticator=Authenticator(
+            token_keys=token_keys, auth_state=auth_state, api_keys=api_keys, principals=near("principals", PRINCIPAL_TTL)
+        ),
+        csrf=CsrfTokens(derive_key(settings.session_secret, "csrf")),
+        catalog=CatalogService(
+            movies=movies, invalidations=invalidations, near=near("catalog", CATALOG_TTL), shared=shared_cache
+        ),
+        media=MediaService(movies, locations=near("media", MEDIA_TTL), media_root=settings.media_dir),
+        webhooks=WebhookService(WebhookEventRepository(engine), webhook_secret_map(settings)),
+    )
+    resources.broker.attach_handlers(services.job_handlers())
+    return services
+
+
+async def open_services(settings: Settings, **options) -> Services:
+    return build_services(settings, await open_resources(settings), **options)
+
+
+async def set_role_by_email(settings: Settings, *, email: str, role: str):
+    """``vedina set-role EMAIL ROLE``: the operator's way to make the first admin."""
+    services = await open_services(settings)
+    try:
+        return await services.accounts.set_role_by_email(email=email, role=role)
+    finally:
+        await services.close()

@@ -1,0 +1,65 @@
+"""The application's route table, built once and shared by the bridge, the 404/405
+answer and the metrics.
+
+>>> routes = RouteTable.of(app)
+>>> routes.match("GET", "/api/movies/42")          # (route, {"id": "42"})
+>>> routes.template("GET", "/api/movies/42")
+'/api/movies/:id'
+>>> routes.template("GET", "/no/such/path")
+'unmatched'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vedina._native import Router
+
+CATCH_ALL = "/*path"  # the route that answers 404/405 (vedina.app)
+UNMATCHED = "unmatched"
+_METHOD_PREFIX = len("HttpMethod.")
+
+
+def method_name(route_type: Any) -> str:
+    """``HttpMethod.GET`` -> ``GET``."""
+    return str(route_type)[_METHOD_PREFIX:]
+
+
+class Route:
+    __slots__ = ("method", "template", "function")
+
+    def __init__(self, method: str, template: str, function: Any) -> None:
+        self.method = method
+        self.template = template
+        self.function = function  # Robyn's FunctionInfo
+
+
+class RouteTable:
+    def __init__(self, routes: list[Route]) -> None:
+        self._router = Router()
+        self._routes = routes
+        for index, route in enumerate(routes):
+            self._router.insert(route.method, route.template, index)
+
+    @classmethod
+    def of(cls, app) -> RouteTable:
+        """Every route of a Robyn app (call once all routes are added)."""
+        return cls([
+            Route(method_name(r.route_type), r.route, r.function) for r in app.router.get_routes()
+        ])
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        found = self._router.lookup(method, path)
+        return None if found is None else (self._routes[found[0]], found[1])
+
+    def template(self, method: str, path: str) -> str:
+        """A bounded metrics label: the matched route's template, or ``unmatched``."""
+        found = self._router.lookup(method, path)
+        if found is None:
+            return UNMATCHED
+        template = self._routes[found[0]].template
+        return UNMATCHED if template == CATCH_ALL else template
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """Methods with a real route (not the catch-all) for ``path``: a 405's ``Allow``."""
+        return [m for m in self._router.allowed_methods(path) if self.template(m, path) != UNMATCHED]
