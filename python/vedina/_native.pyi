@@ -229,6 +229,31 @@ class HostRateLimiter:
     def occupied(self) -> int:
         """Slots holding a key (O(capacity): tests and metrics)."""
 
+class GenerationTable:
+    """Invalidation generations shared by every process of the host that opens
+    the same ``path``: a counter per key (hashed into ``capacity`` counters,
+    8 bytes each; default 65536 = 512 KiB) and an epoch. Writers ``bump`` the
+    keys their change touched after it committed; readers compare ``stamp``\ s.
+
+    >>> table = GenerationTable("/dev/shm/vedina-gen")
+    >>> stamp = table.stamp("auth:user:7", "auth:session:abc")
+    >>> table.bump("auth:user:7")
+    >>> table.stamp("auth:user:7", "auth:session:abc") == stamp
+    False
+    """
+
+    def __init__(self, path: str | os.PathLike[str], capacity: int = 65536) -> None: ...
+    def stamp(self, *keys: str) -> int:
+        """Equal to an earlier stamp of the same keys iff none was bumped since (nor everything)."""
+    def bump(self, *keys: str) -> None:
+        """Invalidate what depends on any of ``keys``."""
+    def bump_all(self) -> None:
+        """Invalidate everything (a push channel that may have lost messages)."""
+    @property
+    def path(self) -> str: ...
+    @property
+    def capacity(self) -> int: ...
+
 def gcra_decide(
     tat_ns: int, now_ns: int, *, limit: int, period: float, burst: int, cost: int = 1
 ) -> tuple[RateDecision, int]:
