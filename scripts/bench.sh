@@ -8,8 +8,10 @@ bash scripts/services.sh
 bash scripts/install.sh test
 .venv/bin/python -m pytest -p no:cacheprovider benches -s -q --benchmark-only --benchmark-columns=min,median,mean,rounds
 
-# Media load run: Vedina vs nginx vs Starlette on random 1 MiB ranges (needs the bench extra and wrk).
+# Load runs (need the bench extra and wrk): media ranges vs nginx and Starlette, Granian vs Robyn,
+# API reads vs a bare Granian app and a FastAPI peer.
 .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))' \
   | xargs .venv/bin/pip install --quiet
 .venv/bin/python benches/load/bench_media.py
 .venv/bin/python benches/load/bench_servers.py
+.venv/bin/python benches/load/bench_api.py

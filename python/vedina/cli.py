@@ -20,7 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="override WORKERS")
     serve.add_argument("--port", type=int, help="override PORT")
     serve.add_argument("--host", help="override HOST")
-    commands.add_parser("migrate", help="apply database migrations")
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate_mode = migrate.add_mutually_exclusive_group()
+    migrate_mode.add_argument("--check", action="store_true",
+                              help="exit 1 if a migration is pending or the database differs from the schema")
+    migrate_mode.add_argument("--autogenerate", metavar="MESSAGE",
+                              help="write the next revision from the schema's difference with the database")
     commands.add_parser("worker", help="relay the outbox and run queued jobs")
     commands.add_parser("demo-data", help="load demo movies with small playable media files")
     set_role = commands.add_parser("set-role", help="give an existing account a role (bootstrap the first admin)")
@@ -56,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         (serve_robyn if settings.server == "robyn" else serve_granian)(settings)
     elif args.command == "migrate":
-        from vedina.storage.migrate import upgrade
-
-        asyncio.run(upgrade(settings))
-        print(f"migrated {settings.storage_profile} database to head")
+        return _migrate(settings, args)
     elif args.command == "worker":
         from vedina.jobs.worker import run_worker
 
@@ -79,6 +81,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vedina: no account with email {args.email}", file=sys.stderr)
             return 1
         print(f"user {user.id} ({user.email}) is now {user.role}")
+    return 0
+
+
+def _migrate(settings, args) -> int:
+    from vedina.storage import migrate
+
+    if args.check:
+        waiting = asyncio.run(migrate.pending(settings))
+        differences = [] if waiting else asyncio.run(migrate.drift(settings))  # drift means nothing before them
+        for revision in waiting:
+            print(f"pending migration: {revision}")
+        for difference in differences:
+            print(f"schema drift: {difference}")
+        if waiting or differences:
+            return 1
+        print(f"{settings.storage_profile} database is at head and matches the schema")
+    elif args.autogenerate:
+        print(f"wrote {asyncio.run(migrate.autogenerate(settings, args.autogenerate))}")
+    else:
+        asyncio.run(migrate.upgrade(settings))
+        print(f"migrated {settings.storage_profile} database to head")
     return 0
 
 

@@ -1,0 +1,376 @@
+"""API reads under load: Vedina vs a bare Granian RSGI app vs a plain FastAPI peer.
+
+    python benches/load/bench_api.py [--seconds 5] [--threads 2] [--connections 32] [--profiles embedded,real]
+
+Starts, one after the other and each with 2 workers on a free 127.0.0.1 port:
+
+(a) ``benches/peers/bare_rsgi.py`` on Granian: one fixed ~300-byte JSON answer,
+    the ceiling for any app on Granian;
+(b) for each storage profile (``embedded``: SQLite file; ``real``: MariaDB
+    database ``vedina_bench``, Redis db 5 and RabbitMQ, as started by
+    ``bash scripts/services.sh``): first Vedina on Granian (rate limiting off),
+    then ``benches/peers/fastapi_app.py`` under uvicorn (uvloop + httptools) on
+    the same database (and, on the real profile, the same Redis).
+
+Each profile's database is prepared from scratch (migrations, ``vedina
+demo-data``, then 200 extra movie rows); both apps share one explicit HS256
+key (``JWT_SIGNING_KEYS``), so the access token a bench user gets from
+Vedina's ``/api/auth/login`` is accepted by the peer too.
+
+Vedina and the peer are driven by ``wrk --latency`` (each run after a short
+warm-up) on ``/api/movies/1`` anonymous and with the bearer token,
+``/api/movies?limit=20`` anonymous and ``/api/users/me`` with the bearer
+token, plus ``/health`` on Vedina; then Vedina's cached reads (the movie and
+the page) again at 64 connections, for their p99. The bare app answers every
+path alike, so it is driven once at each connection count. Before its wrk
+runs, each Vedina and peer server also gets the "cache miss" test: 100 movies
+never read before, each read once in sequence by httpx (median latency), on
+Vedina (caches empty) and on the peer (no cache; its database has just served
+the same rows to Vedina).
+
+Prints a table (req/s, p50, p99) and the project's aims, each marked met or
+missed. Needs wrk, the services (``bash scripts/services.sh``) and the
+``bench`` extra (``pip install -e .[test,bench]``). Servers run in their own
+process groups and are stopped on the way out, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import httpx
+import redis
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from benches.load.bench_media import process, run_wrk, wait_http  # noqa: E402
+from benches.load.bench_servers import PLAIN_GET  # noqa: E402
+from tests.conftest import VEDINA, free_port, profile_env, reset_database, run_cli  # noqa: E402
+from vedina.config import Settings, load_settings  # noqa: E402
+from vedina.storage.clock import utcnow  # noqa: E402
+from vedina.storage.database import create_engine  # noqa: E402
+from vedina.storage.schema import movies  # noqa: E402
+
+PROFILES = ("embedded", "real")
+# What scripts/test.sh exports for the real profile (services.sh starts them on loopback).
+REAL_SERVICES = {
+    "VEDINA_TEST_DB_HOST": "127.0.0.1",
+    "VEDINA_TEST_DB_PASSWORD": "vedina-test-password",
+    "VEDINA_TEST_REDIS": "redis://127.0.0.1:6379",
+    "VEDINA_TEST_AMQP": "amqp://guest:guest@127.0.0.1:5672/",
+}
+EXTRA_MOVIES = 200
+MISS_READS = 100
+HIGH_CONNECTIONS = 64
+USER = {"email": "bench@example.org", "password": "correct horse battery staple", "display_name": "Bench"}
+BEARER_GET = 'wrk.headers["Authorization"] = "Bearer {token}"\n'
+
+
+class Endpoint(NamedTuple):
+    label: str
+    path: str
+    bearer: bool = False
+
+
+HEALTH = Endpoint("GET /health", "/health")
+MOVIE = Endpoint("GET /api/movies/1", "/api/movies/1")
+MOVIE_BEARER = Endpoint("GET /api/movies/1 +bearer", "/api/movies/1", bearer=True)
+LIST = Endpoint("GET /api/movies?limit=20", "/api/movies?limit=20")
+ME = Endpoint("GET /api/users/me +bearer", "/api/users/me", bearer=True)
+PEER_ENDPOINTS = [MOVIE, MOVIE_BEARER, LIST, ME]
+VEDINA_ENDPOINTS = [HEALTH, *PEER_ENDPOINTS]
+CACHED_READS = [MOVIE, MOVIE_BEARER, LIST]  # Vedina answers these from memory once warm
+ANY = Endpoint("GET /health (any path)", "/health")  # the bare app answers every request alike
+
+
+class Result(NamedTuple):
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx answers, connect errors and timeouts
+
+
+# -- wrk ----------------------------------------------------------------------------
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def parse_wrk(out: str) -> Result:
+    """Requests/sec, the 50% and 99% lines of ``--latency``'s distribution, and errors."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    latency = {q: re.search(rf"^\s*{q}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE) for q in (50, 99)}
+    if rate is None or None in latency.values():
+        raise RuntimeError(f"cannot read wrk output:\n{out}")
+    p50, p99 = (float(m.group(1)) * _UNIT_MS[m.group(2)] for m in latency.values())
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
+    return Result(float(rate.group(1)), p50, p99, errors)
+
+
+def run_wrk_latency(url: str, script: Path, args: argparse.Namespace) -> Result:
+    """Like bench_media's ``run_wrk`` (warm-ups use it), with ``--latency`` percentiles."""
+    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "10s",
+               "--latency", "-s", str(script), url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 60, check=True).stdout
+    result = parse_wrk(out)
+    if result.errors:
+        print(out, file=sys.stderr)
+    return result
+
+
+def with_(args: argparse.Namespace, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+# -- preparing a profile -------------------------------------------------------------
+
+
+def bench_env(profile: str, data_dir: Path, jwt_keys: str) -> dict[str, str]:
+    data_dir.mkdir(parents=True)
+    env = profile_env(profile, data_dir, database="vedina_bench", redis_db=5, amqp_prefix="vedina-bench")
+    return {**env, "RATE_LIMIT_ENABLED": "false", "JWT_SIGNING_KEYS": jwt_keys}
+
+
+async def add_movies(settings: Settings) -> list[int]:
+    """EXTRA_MOVIES more rows, written directly (no server is running yet); their ids."""
+    now = utcnow()
+    rows = [
+        {"slug": f"bench-{n:04d}", "title": f"Bench Movie {n}", "synopsis": "A movie that is only ever benchmarked.",
+         "release_year": 1950 + n % 70, "duration_seconds": 5400 + n, "maturity_rating": "PG",
+         "genres": ["drama", "bench"], "created_at": now, "updated_at": now}
+        for n in range(EXTRA_MOVIES)
+    ]
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(movies), rows)
+            ids = await conn.execute(sa.select(movies.c.id).where(movies.c.slug.like("bench-%")).order_by(movies.c.id))
+            return list(ids.scalars())
+    finally:
+        await engine.dispose()
+
+
+def prepare(profile: str, env: dict[str, str]) -> list[int]:
+    """A fresh database with the demo catalog and the extra movies; the ids of the latter."""
+    settings = load_settings(env)
+    if profile == "real":
+        logging.getLogger("asyncmy").setLevel(logging.ERROR)  # MariaDB's notes on named primary keys
+        asyncio.run(reset_database(settings))
+        with redis.from_url(settings.redis_url) as client:
+            client.flushdb()
+    else:
+        run_cli(env, "migrate")
+    run_cli(env, "demo-data")
+    return asyncio.run(add_movies(settings))
+
+
+def peer_database_url(settings: Settings) -> str:
+    url = sa.make_url(settings.database_url)
+    if settings.db_password:
+        url = url.set(password=settings.db_password)
+    return url.render_as_string(hide_password=False)
+
+
+# -- servers -------------------------------------------------------------------------
+
+
+@contextmanager
+def server(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """Run ``command`` (``{port}`` filled in) in its own process group; yield its base URL once it answers."""
+    port = free_port()
+    argv = [part.format(port=port) for part in command]
+    with process(argv, env, log_dir / f"{name.replace(' ', '-')}.log") as proc:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_http(base_url + MOVIE.path, proc)
+        yield base_url
+
+
+BARE_COMMAND = [sys.executable, "-m", "granian", "--interface", "rsgi", "--workers", "2", "--no-ws",
+                "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--working-dir", str(REPO),
+                "benches.peers.bare_rsgi:app"]
+VEDINA_COMMAND = [VEDINA, "serve", "--server", "granian", "--workers", "2", "--host", "127.0.0.1",
+                  "--port", "{port}"]
+PEER_COMMAND = [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO), "benches.peers.fastapi_app:app",
+                "--host", "127.0.0.1", "--port", "{port}", "--workers", "2", "--loop", "uvloop",
+                "--http", "httptools", "--log-level", "warning", "--no-access-log"]
+
+
+def peer_env(env: dict[str, str]) -> dict[str, str]:
+    settings = load_settings(env)
+    return {"DATABASE_URL": peer_database_url(settings), "REDIS_URL": settings.redis_url,
+            "JWT_SIGNING_KEYS": env["JWT_SIGNING_KEYS"]}
+
+
+def sign_in(base_url: str) -> str:
+    """Register the bench user and log in: a bearer access token."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        client.post("/api/auth/register", json=USER).raise_for_status()
+        login = client.post("/api/auth/login", json={"email": USER["email"], "password": USER["password"]})
+        login.raise_for_status()
+        return login.json()["access_token"]
+
+
+def first_reads_ms(base_url: str, movie_ids: list[int]) -> float:
+    """Median latency of reading each movie once, in sequence, on one warmed-up connection."""
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        for _ in range(20):
+            client.get(MOVIE.path).raise_for_status()
+        times = []
+        for movie_id in movie_ids:
+            start = time.perf_counter()
+            client.get(f"/api/movies/{movie_id}").raise_for_status()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+# -- one run -------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        self.args = args
+        self.root = root
+        self.results: dict[tuple[str, str], Result] = {}
+        self.misses: dict[str, float] = {}
+        anonymous = root / "get.lua"
+        anonymous.write_text(PLAIN_GET)
+        self.scripts = {False: anonymous}
+
+    def use_token(self, token: str, profile: str) -> None:
+        script = self.root / f"bearer-{profile}.lua"
+        script.write_text(BEARER_GET.format(token=token))
+        self.scripts[True] = script
+
+    def drive(self, target: str, base_url: str, endpoints: list[Endpoint], connections: int) -> None:
+        args = with_(self.args, connections=connections)
+        for endpoint in endpoints:
+            url, script = base_url + endpoint.path, self.scripts[endpoint.bearer]
+            run_wrk(url, script, with_(args, seconds=self.args.warmup))
+            result = run_wrk_latency(url, script, args)
+            self.results[target, label(endpoint, connections)] = result
+            print(row(target, label(endpoint, connections), result), flush=True)
+
+    def bare(self) -> None:
+        with server("bare", BARE_COMMAND, {}, self.root) as base_url:
+            self.drive("bare rsgi", base_url, [ANY], self.args.connections)
+            self.drive("bare rsgi", base_url, [ANY], HIGH_CONNECTIONS)
+
+    def vedina(self, profile: str, env: dict[str, str], miss_ids: list[int]) -> None:
+        target = f"vedina {profile}"
+        with server(target, VEDINA_COMMAND, env, self.root) as base_url:
+            self.use_token(sign_in(base_url), profile)
+            self.misses[target] = first_reads_ms(base_url, miss_ids)
+            print(f"  {target:<17} first read of a movie, median {self.misses[target]:.2f} ms", flush=True)
+            self.drive(target, base_url, VEDINA_ENDPOINTS, self.args.connections)
+            self.drive(target, base_url, CACHED_READS, HIGH_CONNECTIONS)
+
+    def peer(self, profile: str, env: dict[str, str], miss_ids: list[int]) -> None:
+        target = f"fastapi {profile}"
+        with server(target, PEER_COMMAND, peer_env(env), self.root) as base_url:
+            self.misses[target] = first_reads_ms(base_url, miss_ids)
+            print(f"  {target:<17} uncached movie read, median {self.misses[target]:.2f} ms", flush=True)
+            self.drive(target, base_url, PEER_ENDPOINTS, self.args.connections)
+
+    def profile(self, profile: str, jwt_keys: str) -> None:
+        env = bench_env(profile, self.root / profile, jwt_keys)
+        miss_ids = prepare(profile, env)[-MISS_READS:]
+        self.vedina(profile, env, miss_ids)
+        self.peer(profile, env, miss_ids)  # right after: the bench user's access token lives 15 minutes
+
+
+def label(endpoint: Endpoint, connections: int) -> str:
+    return endpoint.label if connections != HIGH_CONNECTIONS else f"{endpoint.label} @c{connections}"
+
+
+def row(target: str, endpoint: str, result: Result) -> str:
+    errors = f"  {result.errors} errors" if result.errors else ""
+    return (f"  {target:<17} {endpoint:<37} {result.rate:>9,.0f} req/s  p50 {result.p50_ms:>6.2f} ms"
+            f"  p99 {result.p99_ms:>6.2f} ms{errors}")
+
+
+# -- report --------------------------------------------------------------------------
+
+
+def aim(text: str, value: float, goal: float, *, at_least: bool, unit: str = "x") -> str:
+    met = value >= goal if at_least else value < goal
+    sign = ">=" if at_least else "<"
+    return f"  {text:<62} {value:>7.2f}{unit}  (aim {sign} {goal:g}{unit})  {'met' if met else 'MISSED'}"
+
+
+def aims(bench: Bench, profiles: list[str]) -> list[str]:
+    rate = {key: result.rate for key, result in bench.results.items()}
+    bare = rate["bare rsgi", ANY.label]
+    lines = []
+    for profile in profiles:
+        ours, peer = f"vedina {profile}", f"fastapi {profile}"
+        for endpoint in (MOVIE_BEARER, ME):
+            lines.append(aim(f"{endpoint.label}: {ours} / bare", rate[ours, endpoint.label] / bare, 0.5, at_least=True))
+            lines.append(aim(f"{endpoint.label}: {ours} / {peer}", rate[ours, endpoint.label] / rate[peer, endpoint.label],
+                             3, at_least=True))
+        lines.append(aim(f"{HEALTH.label}: {ours} / bare", rate[ours, HEALTH.label] / bare, 0.6, at_least=True))
+        lines.append(aim(f"first movie read: {ours} / {peer} uncached", bench.misses[ours] / bench.misses[peer], 2,
+                         at_least=False))
+        for endpoint in CACHED_READS:
+            p99 = bench.results[ours, label(endpoint, HIGH_CONNECTIONS)].p99_ms
+            lines.append(aim(f"p99 {label(endpoint, HIGH_CONNECTIONS)}: {ours}", p99, 10, at_least=False, unit=" ms"))
+    return lines
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated: embedded, real")
+    args = parser.parse_args()
+    args.profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    if not args.profiles or set(args.profiles) - set(PROFILES):
+        parser.error(f"--profiles must name some of {', '.join(PROFILES)}")
+    args.warmup = 2 if args.seconds >= 4 else 1
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_api: wrk is missing (bash scripts/services.sh installs it)", file=sys.stderr)
+        return 2
+    for name, value in REAL_SERVICES.items():
+        os.environ.setdefault(name, value)
+    jwt_keys = "bench:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s (+{args.warmup}s warm-up), "
+          f"2 workers each, 127.0.0.1; profiles: {', '.join(args.profiles)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="vedina-bench-api-") as tmp:
+        bench = Bench(args, Path(tmp))
+        bench.bare()
+        for profile in args.profiles:
+            bench.profile(profile, jwt_keys)
+    print("\nresults")
+    for (target, endpoint), result in bench.results.items():
+        print(row(target, endpoint, result))
+    print("\naims")
+    print("\n".join(aims(bench, args.profiles)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
