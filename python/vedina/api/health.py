@@ -13,16 +13,16 @@ from vedina.state import AppState
 
 def register(app: Robyn, state: AppState) -> None:
     @app.get("/health", openapi_name="Liveness (no I/O)", openapi_tags=["operations"])
-    def health():
+    def health(request):
         return json_response({"status": "ok", "version": __version__, "api_version": state.settings.api_version})
 
     @app.get("/metrics", openapi_name="Prometheus metrics of all workers", openapi_tags=["operations"])
-    def metrics():
+    def metrics(request):
         body, content_type = exposition()
         return Response(200, Headers({"content-type": content_type}), body)
 
     @app.get("/ready", openapi_name="Readiness of database, cache and broker", openapi_tags=["operations"])
-    async def ready():
+    async def ready(request):
         checks = await state.services.resources.check()
         failed = sorted(name for name, result in checks.items() if result != "ok")
         if failed:

@@ -8,9 +8,15 @@ middleware chain. This bridge does those two, in the order Robyn's server
 does (global before -> route before -> handler -> global response headers ->
 global after -> route after), and turns the result into an RSGI response.
 
-Path matching uses ``vedina._native.Router`` (the ``matchit`` crate, as in
-Robyn's server), so both servers resolve paths alike; the contract tests run
-one HTTP suite against both and compare the answers.
+Path matching uses the app's :class:`~vedina.http.routes.RouteTable` (the
+``matchit`` crate, as in Robyn's server), so both servers resolve paths alike;
+the contract tests run one HTTP suite against both and compare the answers.
+
+The hot path skips Robyn's per-call wrappers where they would do nothing: a
+middleware is called directly (its return value is cast as Robyn casts it),
+and a route whose handler takes just the request is called directly, its
+exceptions going to the app's exception handler as Robyn's wrapper would send
+them. Other routes (argument injection, OpenAPI pages) go through the wrapper.
 
 Extras over Robyn's server:
 
@@ -23,6 +29,7 @@ Extras over Robyn's server:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -31,6 +38,7 @@ import orjson
 from robyn import Headers, Request, Response, StreamingResponse
 from robyn.events import Events
 from robyn.robyn import MiddlewareType, QueryParams, Url
+from robyn.router import _cast_before_request_return
 
 from vedina._native import Router
 from vedina.errors import MethodNotAllowed, NotFound, PayloadTooLarge
@@ -39,6 +47,26 @@ from vedina.http.responses import apply_standard_headers, error_response
 from vedina.http.routes import RouteTable, method_name
 
 log = logging.getLogger(__name__)
+
+class _Direct:
+    """A middleware called without Robyn's wrapper (which only casts the return value)."""
+
+    __slots__ = ("function", "is_async", "with_request")
+
+    def __init__(self, function_info: Any) -> None:
+        self.function = inspect.unwrap(function_info.handler)
+        self.is_async = inspect.iscoroutinefunction(self.function)
+        self.with_request = function_info.number_of_params > 1  # after-middleware: (request, response)
+
+
+async def _run_before(middleware: _Direct, request: Request):
+    result = middleware.function(request)
+    if middleware.is_async:
+        result = await result
+    if result is None or type(result) is Request:
+        return result
+    return _cast_before_request_return(result)
+
 
 async def _call(function_info, *args):
     # FunctionInfo says whether the wrapper is a coroutine function: no
@@ -86,11 +114,12 @@ class RSGIBridge:
             app._add_openapi_routes()  # what Robyn.start() does before serving
         self._routes = routes if routes is not None else RouteTable.of(app)
 
-        self._global_before = []
-        self._global_after = []
+        self._global_before: list[_Direct] = []
+        self._global_after: list[_Direct] = []
         for middleware in app.middleware_router.get_global_middlewares():
-            target = self._global_before if middleware.middleware_type == MiddlewareType.BEFORE_REQUEST else self._global_after
-            target.append(middleware.function)
+            before = middleware.middleware_type == MiddlewareType.BEFORE_REQUEST
+            (self._global_before if before else self._global_after).append(_Direct(middleware.function))
+        self._on_error = app.exception_handler
 
         self._route_before, self._route_after = Router(), Router()
         self._route_middleware_functions: list[Any] = []
@@ -132,6 +161,8 @@ class RSGIBridge:
 
     async def _read_body(self, scope: Any, protocol: Any) -> bytes:
         declared = scope.headers.get("content-length")
+        if declared is None and "transfer-encoding" not in scope.headers:
+            return b""  # no body (HTTP/1.1 framing); HTTP/2 requests always pass through the loop below
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes", details={"limit": self.max_body_bytes})
         chunks, size = [], 0
@@ -144,11 +175,17 @@ class RSGIBridge:
 
     def _build_request(self, scope: Any, body: bytes) -> Request:
         query = QueryParams()
-        for key, value in parse_qsl(scope.query_string, keep_blank_values=True):
-            query.set(key, value)
-        headers = Headers({})
-        for name, value in scope.headers.items():
-            headers.append(name, value)
+        if scope.query_string:
+            for key, value in parse_qsl(scope.query_string, keep_blank_values=True):
+                query.set(key, value)
+        items = scope.headers.items()
+        unique = dict(items)
+        if len(unique) == len(items):
+            headers = Headers(unique)
+        else:  # a repeated header name: keep every value
+            headers = Headers({})
+            for name, value in items:
+                headers.append(name, value)
         form: dict[str, str] = {}
         if body and (headers.get("content-type") or "").startswith("application/x-www-form-urlencoded"):
             form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -164,11 +201,12 @@ class RSGIBridge:
             return apply_standard_headers(error_response(exc), request_id="", path=path)
         request = self._build_request(scope, body)
 
-        for function in self._global_before:
-            result = await _call(function, request)
-            if isinstance(result, (Response, StreamingResponse)):
-                return result
-            request = result if result is not None else request
+        for middleware in self._global_before:
+            result = await _run_before(middleware, request)
+            if result is not None:
+                if type(result) is not Request:
+                    return result  # a Response: the chain stops here
+                request = result
 
         matched = self._route_before.lookup(method, path)
         if matched is not None:
@@ -183,14 +221,27 @@ class RSGIBridge:
             response = error_response(self._unrouted(method, path))
         else:
             route, request.path_params = matched
-            response = _as_response(await _call(route.function, request))
+            if route.handler is None:
+                response = _as_response(await _call(route.function, request))
+            else:
+                try:
+                    result = route.handler(request)
+                    response = _as_response(await result if route.is_async else result)
+                except Exception as exc:
+                    if self._on_error is None:
+                        raise
+                    response = _as_response(self._on_error(exc))
 
         if path not in self._excluded_header_paths and not self._response_headers.is_empty():
             for name, value in self._response_headers.multi_items():
                 response.headers.append(name, value)
 
-        for function in self._global_after:
-            response = await self._call_after(function, request, response)
+        for middleware in self._global_after:
+            result = middleware.function(request, response) if middleware.with_request else middleware.function(response)
+            if middleware.is_async:
+                result = await result
+            if isinstance(result, (Response, StreamingResponse)):
+                response = result
         matched = self._route_after.lookup(method, path)
         if matched is not None:
             response = await self._call_after(self._route_middleware_functions[matched[0]], request, response)

@@ -37,14 +37,16 @@ SECURITY_HEADERS_DOCS = {
 }
 
 
+# What a JSON answer starts with (one native call; apply_standard_headers then finds them set).
+_JSON_HEADERS = {**SECURITY_HEADERS, "cache-control": "no-store", "content-type": JSON}
+
+
 def encode_json(body: Any) -> bytes:
     return _encoder.encode(body)
 
 
 def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response_headers = Headers({"content-type": JSON})
-    for name, value in (headers or {}).items():
-        response_headers.set(name, value)
+    response_headers = Headers({**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS)
     return Response(status_code=status, headers=response_headers, description=encode_json(body))
 
 
@@ -54,8 +56,9 @@ def document_response(request, document, *, cache_control: str = "no-cache") -> 
     etag = f'"{document.tag}"'
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(304, Headers({"etag": etag, "cache-control": cache_control}), b"")
-    return Response(200, Headers({"content-type": JSON, "etag": etag, "cache-control": cache_control}), document.body)
+        return Response(304, Headers({**SECURITY_HEADERS, "etag": etag, "cache-control": cache_control}), b"")
+    headers = Headers({**_JSON_HEADERS, "etag": etag, "cache-control": cache_control})
+    return Response(200, headers, document.body)
 
 
 def error_response(exc: BaseException) -> Response:

@@ -11,6 +11,7 @@ answer and the metrics.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from vedina._native import Router
@@ -26,12 +27,27 @@ def method_name(route_type: Any) -> str:
 
 
 class Route:
-    __slots__ = ("method", "template", "function")
+    __slots__ = ("method", "template", "function", "handler", "is_async")
 
     def __init__(self, method: str, template: str, function: Any) -> None:
         self.method = method
         self.template = template
-        self.function = function  # Robyn's FunctionInfo
+        self.function = function  # Robyn's FunctionInfo: its wrapper injects arguments, formats, handles errors
+        # The handler itself when it is ``handler(request)``: a caller that formats and
+        # handles errors may skip Robyn's wrapper (the bridge does).
+        self.handler = _request_handler(function.handler)
+        self.is_async = inspect.iscoroutinefunction(self.handler)
+
+
+def _request_handler(wrapper: Any) -> Any | None:
+    handler = inspect.unwrap(wrapper)
+    try:
+        parameters = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if len(parameters) == 1 and parameters[0].kind in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD):
+        return handler
+    return None
 
 
 class RouteTable:
