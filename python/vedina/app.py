@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
     state.routes = RouteTable.of(app)
 
     app.after_request()(middleware.standard_headers)
-    app.after_request()(middleware.record_metrics(state.routes))
+    app.after_request()(middleware.record_metrics(state.routes, state.recorder))
     if limiting is not None:
         app.after_request()(limiting.after)
     if server == "robyn":

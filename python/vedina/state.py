@@ -14,6 +14,7 @@ import logging
 from vedina.composition import Services, open_services
 from vedina.config import Settings, parse_trusted_proxies
 from vedina.http.routes import RouteTable
+from vedina.metrics import RequestRecorder
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class AppState:
         self.settings = settings
         self.proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.routes: RouteTable | None = None  # set once every route is added (vedina.app)
+        self.recorder = RequestRecorder()  # request metrics, flushed once a second by each worker
         self._services: Services | None = None
 
     @property
@@ -34,9 +36,11 @@ class AppState:
     async def startup(self) -> None:
         self._services = await open_services(self.settings)
         self._services.start()
+        self.recorder.start()
         log.info("worker ready", extra={"profile": self.settings.storage_profile})
 
     async def shutdown(self) -> None:
+        await self.recorder.close()
         if self._services is not None:
             await self._services.close()
             self._services = None

@@ -18,6 +18,7 @@ def register(app: Robyn, state: AppState) -> None:
 
     @app.get("/metrics", openapi_name="Prometheus metrics of all workers", openapi_tags=["operations"])
     def metrics(request):
+        state.recorder.flush()  # this worker's last second too
         body, content_type = exposition()
         return Response(200, Headers({"content-type": content_type}), body)
 

@@ -161,8 +161,8 @@ class RSGIBridge:
 
     async def _read_body(self, scope: Any, protocol: Any) -> bytes:
         declared = scope.headers.get("content-length")
-        if declared is None and "transfer-encoding" not in scope.headers:
-            return b""  # no body (HTTP/1.1 framing); HTTP/2 requests always pass through the loop below
+        if declared is None and "transfer-encoding" not in scope.headers and not scope.http_version.startswith("2"):
+            return b""  # HTTP/1.x: no framing header, no body (RFC 9112 §6.3); HTTP/2 reads the stream
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes", details={"limit": self.max_body_bytes})
         chunks, size = [], 0
@@ -290,7 +290,7 @@ class RSGIBridge:
 
     def _send(self, protocol: Any, response: Response, *, head: bool) -> None:
         headers = self._headers_of(response)
-        file_range = sendfile.take(headers)
+        file_range = sendfile.take(headers) if response.headers.contains(sendfile.HEADER) else None
         status = response.status_code
         if file_range is not None and not head:
             protocol.response_file_range(status, headers, file_range.path, file_range.start, file_range.end)

@@ -19,7 +19,7 @@ from vedina.http.context import RequestContext, context_of
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.http.routes import RouteTable
 from vedina.logs import request_id_var
-from vedina.metrics import LATENCY, REQUESTS
+from vedina.metrics import RequestRecorder
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,15 @@ def standard_headers(request: Request, response: Response) -> Response:
 METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def record_metrics(routes: RouteTable):
+def record_metrics(routes: RouteTable, recorder: RequestRecorder):
     """Count and time each answer, labelled by route template (a bounded set)."""
-    series: dict[tuple[str, str, int], tuple] = {}
 
     def record(request: Request, response: Response) -> Response:
-        method, status = request.method, response.status_code
+        method = request.method
         method = method if method in METRIC_METHODS else "OTHER"
-        key = (method, routes.template(method, request.url.path), status)
-        counters = series.get(key)
-        if counters is None:  # label lookups are slow: once per (method, route, status)
-            counters = series[key] = (REQUESTS.labels(key[0], key[1], str(status)), LATENCY.labels(key[0], key[1]))
-        counters[0].inc()
         started = context_of(request).started
-        if started:
-            counters[1].observe(time.perf_counter() - started)
+        recorder.record(method, routes.template(method, request.url.path), response.status_code,
+                        time.perf_counter() - started if started else 0.0)
         return response
 
     return record

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from vedina.metrics import NEAR_CACHE
+from vedina.metrics import NEAR_CACHE, BufferedCounter
 from vedina.storage.invalidation import Invalidations
 
 V = TypeVar("V")
@@ -35,8 +35,8 @@ class NearCache(Generic[V]):
         self._loads: dict[tuple[str, int | None], asyncio.Future[V]] = {}
         self._max_entries = max_entries
         self._ttl = ttl
-        self._hit = NEAR_CACHE.labels(name, "hit")
-        self._miss = NEAR_CACHE.labels(name, "miss")
+        self._hit = BufferedCounter(NEAR_CACHE.labels(name, "hit"))
+        self._miss = BufferedCounter(NEAR_CACHE.labels(name, "miss"))
 
     def __len__(self) -> int:
         return len(self._entries)
