@@ -141,6 +141,8 @@ def requires(permission: str | None = None, *, csrf_tokens=None):
     """Guard a handler ``async def h(request)``; ``csrf_tokens`` is looked up lazily when omitted."""
 
     def decorate(handler):
+        is_async = inspect.iscoroutinefunction(handler)
+
         async def guarded(request: Request):
             principal = principal_of(request)
             if principal.via == "cookie" and request.method in UNSAFE_METHODS:
@@ -149,7 +151,7 @@ def requires(permission: str | None = None, *, csrf_tokens=None):
             if permission is not None and permission not in principal.permissions:
                 raise Forbidden(f"Requires permission {permission}", details={"permission": permission})
             result = handler(request)
-            return await result if inspect.isawaitable(result) else result
+            return await result if is_async else result
 
         # No __wrapped__: app._add_head_routes unwraps handlers, and must not
         # reach past the guard.
