@@ -5,7 +5,8 @@
 Starts, one after the other and each with 2 workers on a free 127.0.0.1 port:
 
 (a) ``benches/peers/bare_rsgi.py`` on Granian: one fixed ~300-byte JSON answer,
-    the ceiling for any app on Granian;
+    the ceiling for any app on Granian (measured first and again last; ratios
+    use the better of the two, as the machine drifts);
 (b) for each storage profile (``embedded``: SQLite file; ``real``: MariaDB
     database ``vedina_bench``, Redis db 5 and RabbitMQ, as started by
     ``bash scripts/services.sh``): first Vedina on Granian (rate limiting off),
@@ -70,6 +71,7 @@ from vedina.storage.database import create_engine  # noqa: E402
 from vedina.storage.schema import movies  # noqa: E402
 
 PROFILES = ("embedded", "real")
+BARE_TARGETS = ("bare rsgi", "bare rsgi, again")  # measured first and last
 # What scripts/test.sh exports for the real profile (services.sh starts them on loopback).
 REAL_SERVICES = {
     "VEDINA_TEST_DB_HOST": "127.0.0.1",
@@ -269,10 +271,10 @@ class Bench:
             self.results[target, label(endpoint, connections)] = result
             print(row(target, label(endpoint, connections), result), flush=True)
 
-    def bare(self) -> None:
+    def bare(self, target: str) -> None:
         with server("bare", BARE_COMMAND, {}, self.root) as base_url:
-            self.drive("bare rsgi", base_url, [ANY], self.args.connections)
-            self.drive("bare rsgi", base_url, [ANY], HIGH_CONNECTIONS)
+            self.drive(target, base_url, [ANY], self.args.connections)
+            self.drive(target, base_url, [ANY], HIGH_CONNECTIONS)
 
     def vedina(self, profile: str, env: dict[str, str], miss_ids: list[int]) -> None:
         target = f"vedina {profile}"
@@ -318,7 +320,8 @@ def aim(text: str, value: float, goal: float, *, at_least: bool, unit: str = "x"
 
 def aims(bench: Bench, profiles: list[str]) -> list[str]:
     rate = {key: result.rate for key, result in bench.results.items()}
-    bare = rate["bare rsgi", ANY.label]
+    # The machine drifts during a run: the ceiling is the better of its two measurements.
+    bare = max(rate[target, ANY.label] for target in BARE_TARGETS)
     lines = []
     for profile in profiles:
         ours, peer = f"vedina {profile}", f"fastapi {profile}"
@@ -361,9 +364,10 @@ def main() -> int:
           f"2 workers each, 127.0.0.1; profiles: {', '.join(args.profiles)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="vedina-bench-api-") as tmp:
         bench = Bench(args, Path(tmp))
-        bench.bare()
+        bench.bare(BARE_TARGETS[0])
         for profile in args.profiles:
             bench.profile(profile, jwt_keys)
+        bench.bare(BARE_TARGETS[1])
     print("\nresults")
     for (target, endpoint), result in bench.results.items():
         print(row(target, endpoint, result))
