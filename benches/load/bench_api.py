@@ -63,7 +63,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benches.load.bench_media import process, run_wrk, wait_http  # noqa: E402
-from benches.load.bench_servers import PLAIN_GET  # noqa: E402
 from tests.conftest import VEDINA, free_port, profile_env, reset_database, run_cli  # noqa: E402
 from vedina.config import Settings, load_settings  # noqa: E402
 from vedina.storage.clock import utcnow  # noqa: E402
@@ -83,6 +82,9 @@ EXTRA_MOVIES = 200
 MISS_READS = 100
 HIGH_CONNECTIONS = 64
 USER = {"email": "bench@example.org", "password": "correct horse battery staple", "display_name": "Bench"}
+# No request() function in either script: wrk then sends one prepared request without
+# calling Lua per request (a per-request Lua call caps wrk itself near the bare app's rate).
+PLAIN_GET = "-- the URL's GET, as prepared by wrk\n"
 BEARER_GET = 'wrk.headers["Authorization"] = "Bearer {token}"\n'
 
 

@@ -14,7 +14,7 @@ from robyn.argument_parser import Config
 
 from vedina.api import api_keys, auth, health, media, movies, users, webhooks
 from vedina.config import Settings, load_settings
-from vedina.errors import AppError, MethodNotAllowed, NotFound
+from vedina.errors import AppError, MethodNotAllowed, NotFound, translate
 from vedina.http import middleware, sendfile
 from vedina.http.auth import authenticate, refuse_rejected
 from vedina.http.bridge import RSGIBridge
@@ -41,9 +41,12 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 def on_exception(exc: Exception):
     """Robyn's exception handler: the one place an exception becomes a response."""
-    if not isinstance(exc, AppError):
+    translated = translate(exc)
+    if translated is not exc:
+        log.warning("backing service unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+    elif not isinstance(exc, AppError):
         log.error("unhandled exception", exc_info=exc)
-    return error_response(exc)
+    return error_response(translated)
 
 
 def _robyn_config(settings: Settings) -> Config:

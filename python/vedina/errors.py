@@ -19,9 +19,12 @@ carries); the HTTP layer renders every one as
 
     {"error": {"code": ..., "message": ..., "details": ..., "status": "fail"|"error"}}
 
-4xx errors are the client's ("fail"), 5xx the server's ("error"). Anything
-that is not an AppError becomes a 500 with a generic message: stack traces
-never reach clients.
+4xx errors are the client's ("fail"), 5xx the server's ("error"). A backing
+service that cannot be reached (the database, Redis, the broker) is an outage,
+not a bug: :func:`translate` turns the drivers' connection errors into
+ServiceUnavailable (503 with ``Retry-After``), here, once, for every caller.
+Anything else that is not an AppError becomes a 500 with a generic message:
+stack traces never reach clients.
 """
 
 from __future__ import annotations
@@ -96,8 +99,47 @@ class ServiceUnavailable(AppError):
     status, code, default_message = 503, "service_unavailable", "Service unavailable"
 
 
+# Seconds a client should wait after an outage answer.
+RETRY_AFTER_OUTAGE = 5
+
+
+class BackendUnavailable(ServiceUnavailable):
+    """A database, cache or broker could not be reached."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"The {service} is temporarily unavailable: try again shortly",
+                         details={"service": service}, headers={"retry-after": str(RETRY_AFTER_OUTAGE)})
+
+
+def _outage_kinds() -> tuple[tuple[type, str], ...]:
+    import redis.exceptions as redis_errors
+    import sqlalchemy.exc as sql_errors
+
+    from vedina.storage.broker import BrokerUnavailable
+
+    return (
+        (redis_errors.ConnectionError, "cache"),
+        (redis_errors.TimeoutError, "cache"),
+        (sql_errors.OperationalError, "database"),
+        (sql_errors.InterfaceError, "database"),
+        (sql_errors.TimeoutError, "database"),  # the pool had no connection to give
+        (BrokerUnavailable, "broker"),
+    )
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The AppError a foreign exception stands for (an outage), else the exception itself."""
+    if isinstance(exc, AppError):
+        return exc
+    for kind, service in _outage_kinds():
+        if isinstance(exc, kind):
+            return BackendUnavailable(service)
+    return exc
+
+
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, JSON body and extra headers for any exception."""
+    exc = translate(exc)
     if isinstance(exc, AppError):
         return exc.status, exc.to_body(), exc.headers
     return 500, AppError().to_body(), {}

@@ -77,7 +77,12 @@ async def test_bad_signatures_are_refused_and_nothing_is_stored(resources, servi
 @pytest.mark.parametrize(
     ("body", "error"),
     [(b"{not json", BadRequest), (b'{"type": "x"}', ValidationFailed), (b'{"id": 5, "type": "x"}', ValidationFailed),
-     (b'{"id": "", "type": "x"}', ValidationFailed), (b'[1, 2]', ValidationFailed)],
+     (b'{"id": "", "type": "x"}', ValidationFailed), (b'[1, 2]', ValidationFailed),
+     # Pathological but signed (issue 8, item 3): 4xx, never a 500.
+     (b'{"id": "evt_deep", "type": "x", "data": {"x": ' + b"[" * 5000 + b"]" * 5000 + b"}}", BadRequest),
+     (b'{"id": "evt_deep2", "type": "x", "data": ' + b"[" * 65 + b"]" * 65 + b"}", BadRequest),
+     (b'{"id": "evt_big", "type": "x", "data": {}, "n": 1e999999}', BadRequest)],
+    ids=["not-json", "no-id", "id-type", "empty-id", "array", "nested-5000", "nested-65", "number-out-of-range"],
 )
 async def test_signed_but_malformed_events_are_4xx_and_not_stored(resources, service, body, error):
     with pytest.raises(error):
@@ -97,13 +102,22 @@ def test_webhook_endpoint_over_http(live_servers, server, profile):
     live = live_servers(server, profile)
     body = event(f"evt_http_{server}_{time.time_ns()}")
     url = f"{live.base_url}/api/webhooks/simpay"
-    accepted = httpx.post(url, content=body, headers={"vedina-signature": signature_header(CURRENT, body)})
+    headers = {"content-type": "application/json"}
+    accepted = httpx.post(url, content=body, headers={**headers, "vedina-signature": signature_header(CURRENT, body)})
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["status"] == "accepted"
-    duplicate = httpx.post(url, content=body, headers={"vedina-signature": signature_header(CURRENT, body)})
+    duplicate = httpx.post(url, content=body, headers={**headers, "vedina-signature": signature_header(CURRENT, body)})
     assert duplicate.status_code == 200 and duplicate.json()["status"] == "duplicate"
-    forged = httpx.post(url, content=body, headers={"vedina-signature": signature_header(b"x" * 30, body)})
+    forged = httpx.post(url, content=body, headers={**headers, "vedina-signature": signature_header(b"x" * 30, body)})
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "unauthorized"
+    other = event(f"evt_text_{server}_{time.time_ns()}")
+    as_text = httpx.post(url, content=other, headers={"vedina-signature": signature_header(CURRENT, other),
+                                                        "content-type": "text/plain"})
+    assert as_text.status_code == 415 and as_text.json()["error"]["code"] == "unsupported_media_type"
+    deep = b'{"id": "evt_deep_http", "type": "x", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    refused = httpx.post(url, content=deep, headers={"vedina-signature": signature_header(CURRENT, deep),
+                                                      "content-type": "application/json"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request"
 
 
 async def test_event_ids_differing_only_in_case_are_two_events(resources, service):

@@ -4,6 +4,7 @@ revocation, encrypted storage, batched last-used times."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -87,12 +88,33 @@ def test_tampered_requests_are_refused(server, admin):
         assert http.get("/api/auth/whoami", headers=unknown).status_code == 401
 
 
-def test_replayed_signature_is_refused(server, admin):
+def test_replayed_signature_of_an_unsafe_request_is_refused(server, admin):
+    key = _new_key(server, admin)
+    headers = _signed(server, key, method="POST", body=b'{"a":1}')
+    with server.client() as http:
+        first = http.post("/api/auth/whoami", content=b'{"a":1}', headers=headers)
+    assert first.status_code == 405  # authenticated, then: no POST here
+    with server.client() as http:  # another connection, maybe another worker: same answer
+        replay = http.post("/api/auth/whoami", content=b'{"a":1}', headers=headers)
+    assert replay.status_code == 401 and "Replayed" in replay.json()["error"]["message"]
+
+
+def test_identical_signed_reads_within_a_second_are_all_answered(server, admin):
+    """x-amz-date has one-second resolution: three equal GETs are legitimate (issue 8, item 4)."""
     key = _new_key(server, admin)
     headers = _signed(server, key)
     with server.client() as http:
+        assert [http.get("/api/auth/whoami", headers=headers).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_signed_nonce_makes_reads_single_use(server, admin):
+    key = _new_key(server, admin)
+    host = server.base_url.removeprefix("http://")
+    base = [("Host", host), ("X-Vedina-Nonce", uuid.uuid4().hex)]
+    headers = dict(base + sign_sigv4("GET", "/api/auth/whoami", "", base, b"", access_key_id=key["access_key_id"],
+                                     secret=key["secret"], region=server.settings.sigv4_region))
+    with server.client() as http:
         assert http.get("/api/auth/whoami", headers=headers).status_code == 200
-    with server.client() as http:  # another connection, maybe another worker: same answer
         replay = http.get("/api/auth/whoami", headers=headers)
     assert replay.status_code == 401 and "Replayed" in replay.json()["error"]["message"]
 
@@ -130,7 +152,7 @@ def test_last_used_is_written_in_batches(server, admin):
     """The server flushes every 10 s: right after use nothing is written, later one write is."""
     key = _new_key(server, admin)
     with server.client() as http:
-        for n in range(3):  # distinct requests: the same one twice in a second would be a replay
+        for n in range(3):
             assert http.get(f"/api/auth/whoami?n={n}", headers=_signed(server, key, query=f"n={n}")).status_code == 200
     query = sa.select(api_keys.c.last_used_at).where(api_keys.c.id == key["id"])
     deadline = time.monotonic() + 30

@@ -133,3 +133,88 @@ async def test_rabbitmq_failed_job_goes_to_the_dead_letter_queue(rabbit):
     assert orjson.loads(message.body) == {"topic": "test.topic", "payload": {"poison": True}}
     assert message.message_id == "m-1"
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+# -- a broker that is down is not a poison message (issue 8, item 8) ------------------------
+
+
+class DownBroker:
+    """Refuses every publish as unavailable for its first ``outage`` calls, then takes them."""
+
+    def __init__(self, outage: int) -> None:
+        self.outage = outage
+        self.published: list[str] = []
+
+    def attach_handlers(self, handlers) -> None:
+        return None
+
+    async def publish(self, topic, payload, *, message_id):
+        from vedina.storage.broker import BrokerUnavailable
+
+        if self.outage > 0:
+            self.outage -= 1
+            raise BrokerUnavailable("ConnectionError: broker is down")
+        self.published.append(message_id)
+
+
+async def test_an_outage_longer_than_max_attempts_loses_nothing(resources):
+    from vedina.storage.broker import BrokerUnavailable
+
+    broker = DownBroker(outage=5 * MAX_ATTEMPTS)
+    relay = OutboxRelay(resources.engine, broker)
+    async with resources.engine.begin() as conn:
+        ids = [await enqueue(conn, topic="mail", payload={"n": n}) for n in range(3)]
+    for _ in range(5 * MAX_ATTEMPTS):
+        with pytest.raises(BrokerUnavailable):
+            await relay.relay_once()
+    async with resources.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox.c.attempts, outbox.c.last_error))).mappings().all()
+    assert [r["attempts"] for r in rows] == [0, 0, 0]  # the outage counted nothing
+    assert all("broker is down" in (r["last_error"] or "") for r in rows[:1])
+    assert await relay.relay_once() == 3
+    assert broker.published == [f"outbox-{i}" for i in ids]
+
+
+async def test_one_relay_per_host_and_a_standby_takes_over(resources, tmp_path):
+    from vedina.storage.outbox import HostLock, RelayLoop
+
+    recorder = Recorder()
+    broker = InProcessBroker({"test.topic": recorder})
+    path = tmp_path / "relay.lock"
+    first = RelayLoop(OutboxRelay(resources.engine, broker), HostLock(path), interval=0.05)
+    second = RelayLoop(OutboxRelay(resources.engine, broker), HostLock(path), interval=0.05)
+    first.start()
+    second.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert first.lock.held != second.lock.held  # exactly one of them relays
+        holder, standby = (first, second) if first.lock.held else (second, first)
+        async with resources.engine.begin() as conn:
+            await enqueue(conn, topic="test.topic", payload={"n": 1})
+        for _ in range(100):
+            if recorder.seen:
+                break
+            await asyncio.sleep(0.02)
+        assert recorder.seen == [{"n": 1}]
+        await holder.close()  # the holder exits: the standby takes the lock and relays
+        async with resources.engine.begin() as conn:
+            await enqueue(conn, topic="test.topic", payload={"n": 2})
+        for _ in range(100):
+            if len(recorder.seen) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert standby.lock.held and recorder.seen == [{"n": 1}, {"n": 2}]
+    finally:
+        await first.close()
+        await second.close()
+
+
+@REAL_ONLY
+async def test_rabbitmq_errors_become_broker_unavailable(settings):
+    from vedina.storage.broker import BrokerUnavailable
+
+    closed_port = RabbitBroker("amqp://guest:guest@127.0.0.1:1/", prefix="vt-down")
+    with pytest.raises(BrokerUnavailable):
+        await closed_port.publish("test.topic", {}, message_id="m")
+    with pytest.raises(BrokerUnavailable):
+        await closed_port.ping()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from robyn import Request, SubRouter
 
+from vedina.errors import UnsupportedMediaType
 from vedina.http.responses import json_response
 from vedina.services.webhooks import SIGNATURE_HEADER
 from vedina.state import AppState
@@ -12,6 +13,9 @@ from vedina.state import AppState
 def register(router: SubRouter, state: AppState) -> None:
     @router.post("/:provider", openapi_name="Receive a signed webhook (Vedina-Signature: t=...,v1=...)")
     async def receive(request: Request):
+        content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise UnsupportedMediaType("Send the event as application/json", details={"field": "content-type"})
         body = request.body if isinstance(request.body, bytes) else request.body.encode()
         receipt = await state.services.webhooks.receive(
             provider=request.path_params.get("provider", ""),

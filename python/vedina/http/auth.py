@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 
 from robyn import Request, Response
 
-from vedina.errors import AppError, Forbidden, Unauthorized
+from vedina.errors import AppError, Forbidden, Unauthorized, translate
 from vedina.http.context import context_of
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.security.csrf import HEADER as CSRF_HEADER
@@ -85,10 +85,13 @@ def authenticate(state):
         context = context_of(request)
         try:
             context.principal = await _principal(state.services.authenticator, request, request.headers.get("authorization"))
-        except AppError as exc:
-            if isinstance(exc, Unauthorized) and "www-authenticate" not in exc.headers:
-                exc.headers.update(_BEARER_REALM)
-            context.refusal = exc  # answered by refuse_rejected once the rate limiter has counted it
+        except Exception as exc:
+            refusal = translate(exc)  # an outage of the store behind the check is a 503, not a 500
+            if not isinstance(refusal, AppError):
+                raise
+            if isinstance(refusal, Unauthorized) and "www-authenticate" not in refusal.headers:
+                refusal.headers.update(_BEARER_REALM)
+            context.refusal = refusal  # answered by refuse_rejected once the rate limiter has counted it
         return request
 
     return middleware

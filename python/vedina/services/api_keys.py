@@ -3,8 +3,11 @@
 A key is an access key id (public, ``VDK...``) and a secret (shown once,
 stored AES-256-GCM encrypted). Services sign requests with AWS SigV4 using
 service name ``vedina``; :meth:`ApiKeyService.authenticate` checks the
-signature with the Rust verifier, refuses a signature seen before (replay),
-and records the use in memory; :class:`UsageRecorder` writes last-used times
+signature with the Rust verifier, refuses a signature seen before (replay)
+for unsafe methods, and for safe ones (GET, HEAD, OPTIONS) that sign an
+``X-Vedina-Nonce`` header (``x-amz-date`` has one-second resolution, so
+identical reads within a second are legitimate and a safe read has no effect
+to repeat), and records the use in memory; :class:`UsageRecorder` writes last-used times
 in one batch every few seconds instead of one UPDATE per request.
 """
 
@@ -27,6 +30,10 @@ from vedina.storage.clock import utcnow
 from vedina.storage.keyvalue import KeyValueStore
 
 log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A client that wants even its reads refused on repeat signs this header (a unique value per request).
+NONCE_HEADER = "x-vedina-nonce"
 
 ACCESS_KEY_PREFIX = "VDK"
 MAX_SKEW_SECONDS = 300
@@ -173,7 +180,8 @@ class ApiKeyService:
             raise Unauthorized("Invalid request signature", details={"reason": type(exc).__name__}) from None
         # A signature is valid for ±MAX_SKEW seconds around its x-amz-date, so
         # it is remembered for the whole 2×MAX_SKEW window.
-        if not await self._store.add(f"auth:sigv4:{parsed.signature}", b"1", ttl=2 * MAX_SKEW_SECONDS):
-            raise Unauthorized("Replayed request signature")
+        if method not in SAFE_METHODS or NONCE_HEADER in parsed.signed_headers:
+            if not await self._store.add(f"auth:sigv4:{parsed.signature}", b"1", ttl=2 * MAX_SKEW_SECONDS):
+                raise Unauthorized("Replayed request signature")
         self.usage.record(row["id"])
         return ApiKeyCaller(key_id=row["id"], access_key_id=parsed.access_key_id, scopes=tuple(row["scopes"]))

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -41,6 +42,34 @@ class WebhookReceipt(msgspec.Struct, kw_only=True):
     event_id: str
 
 
+# Deeper JSON than this is refused before decoding (the decoder recurses; MariaDB's JSON stops at 100).
+MAX_DEPTH = 64
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in ``body`` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b'""', body)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def decode_event_body(body: bytes) -> dict[str, Any]:
+    """A JSON object of bounded depth, or the 4xx saying why not."""
+    if json_depth(body) > MAX_DEPTH:
+        raise BadRequest(f"Webhook body nests deeper than {MAX_DEPTH} levels", details={"field": "body"})
+    try:
+        payload = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # out-of-range numbers included
+        raise BadRequest("Webhook body is not valid JSON", details={"field": "body"}) from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed("A webhook event is a JSON object", details={"field": "body"})
+    return payload
+
+
 def signature_header(secret: bytes, body: bytes, *, timestamp: int | None = None) -> str:
     """The header value a sender puts on a delivery (Vedina's own outgoing webhooks too)."""
     return _native.sign_webhook(secret, int(time.time()) if timestamp is None else timestamp, body)
@@ -65,16 +94,14 @@ class WebhookService:
             raise Unauthorized("Webhook signature timestamp outside the tolerance window") from None
         except _native.SignatureError:
             raise Unauthorized("Webhook signature does not match") from None
-        # Parsed only after the signature holds: unsigned input is never decoded.
+        # Parsed only after the signature holds (unsigned input is never decoded), and
+        # once: the checked event and the payload that is stored are the same parse.
+        payload = decode_event_body(body)
         try:
-            event = msgspec.json.decode(body, type=WebhookEvent)
+            event = msgspec.convert(payload, WebhookEvent)
         except msgspec.ValidationError as exc:
             raise ValidationFailed(f"Invalid webhook event: {exc}") from None
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise BadRequest("Webhook body is not valid JSON") from None
         if not (0 < len(event.id) <= 100 and 0 < len(event.type) <= 100):
             raise ValidationFailed("Webhook event id and type must be 1-100 characters", details={"field": "id"})
-        row_id = await self._events.record(
-            provider=provider, event_id=event.id, event_type=event.type, payload=msgspec.json.decode(body)
-        )
+        row_id = await self._events.record(provider=provider, event_id=event.id, event_type=event.type, payload=payload)
         return WebhookReceipt(status="accepted" if row_id is not None else "duplicate", event_id=event.id)

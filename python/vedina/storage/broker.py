@@ -14,6 +14,8 @@ returned is on the broker's disk.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -22,7 +24,16 @@ import orjson
 
 log = logging.getLogger(__name__)
 
+PUBLISH_TIMEOUT = 5.0  # seconds for a confirmed publish (or a ping) before the broker counts as down
+
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take messages now (down, unreachable, reconnecting).
+
+    Not the message's fault: the outbox keeps it without counting an attempt.
+    """
 
 
 class Broker(Protocol):
@@ -93,8 +104,6 @@ class RabbitBroker:
     async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None:
         import aio_pika
 
-        if self._channel is None:
-            await self.connect()
         message = aio_pika.Message(
             body=orjson.dumps({"topic": topic, "payload": payload}),
             content_type="application/json",
@@ -102,11 +111,31 @@ class RabbitBroker:
             message_id=message_id,
             type=topic,
         )
-        await self._channel.default_exchange.publish(message, routing_key=self.queue_name)
+        async with self._unavailable_as_error():
+            if self._channel is None:
+                await self.connect()
+            await asyncio.wait_for(
+                self._channel.default_exchange.publish(message, routing_key=self.queue_name), PUBLISH_TIMEOUT
+            )
 
     async def ping(self) -> None:
-        if self._connection is None or self._connection.is_closed:
-            await self.connect()
+        """A real round trip: a passive declare of the jobs queue (a reconnecting
+        connection is not "closed", but cannot answer this)."""
+        async with self._unavailable_as_error():
+            if self._channel is None:
+                await self.connect()
+            await asyncio.wait_for(self._channel.declare_queue(self.queue_name, passive=True), PUBLISH_TIMEOUT)
+
+    @contextlib.asynccontextmanager
+    async def _unavailable_as_error(self):
+        """aio-pika's connection and channel errors, translated once, here."""
+        import aio_pika.exceptions as amqp
+
+        try:
+            yield
+        except (amqp.AMQPConnectionError, amqp.ChannelInvalidStateError, amqp.ChannelClosed,
+                ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            raise BrokerUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Protocol
 from vedina._native import GenerationTable
 from vedina.config import Settings
 from vedina.metrics import INVALIDATION_LEASE_LOST
+from vedina.storage.host_files import host_file
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,7 @@ def default_table_path(settings: Settings) -> Path:
     table that the servers of this host read (CLI commands included)."""
     if settings.invalidation_shm_path:
         return Path(settings.invalidation_shm_path)
-    digest = hashlib.sha256(f"{settings.database_url}|{Path(settings.data_dir).resolve()}".encode()).hexdigest()[:16]
-    name = f"vedina-gen-{digest}"
-    shm = Path("/dev/shm")
-    return shm / name if shm.is_dir() else Path(settings.data_dir, f"{name}.shm")
+    return host_file(settings, "gen")
 
 
 class HostInvalidations:

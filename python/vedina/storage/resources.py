@@ -9,19 +9,19 @@ uses its embedded counterpart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.config import Settings
 from vedina.storage.broker import Broker, InProcessBroker, RabbitBroker
 from vedina.storage.database import create_engine
+from vedina.storage.host_files import host_file
 from vedina.storage.invalidation import HostInvalidations, open_invalidations
 from vedina.storage.keyvalue import KeyValueStore, MemoryStore, RedisStore, SqlStore
-from vedina.storage.outbox import OutboxRelay
+from vedina.storage.outbox import HostLock, OutboxRelay, RelayLoop
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Resources:
     invalidations: HostInvalidations
     redis: object | None = None
     relay: OutboxRelay | None = None
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    relay_loop: RelayLoop | None = None
 
     async def check(self) -> dict[str, str]:
         """Readiness of each backing service: name -> "ok" or the error."""
@@ -58,32 +58,26 @@ class Resources:
         await SqlStore(self.engine).ping()
 
     def start_relay(self, *, interval: float = 1.0, sweep_every: float = 60.0) -> None:
-        """In the background of this process: relay the outbox to the broker and,
-        when the shared store is the database, delete its expired rows (Redis
-        expires keys itself; the table would otherwise only grow)."""
+        """In the background of this process, if it holds the host's relay lock: relay
+        the outbox to the broker and, when the shared store is the database, delete its
+        expired rows (Redis expires keys itself; the table would otherwise only grow)."""
+        next_sweep = time.monotonic() + sweep_every
 
-        async def loop() -> None:
-            next_sweep = time.monotonic() + sweep_every
-            while True:
-                try:
-                    while await self.relay.relay_once():
-                        pass
-                    if isinstance(self.shared, SqlStore) and time.monotonic() >= next_sweep:
-                        next_sweep = time.monotonic() + sweep_every
-                        swept = await self.shared.sweep()
-                        if swept:
-                            log.info("swept expired key-value rows", extra={"rows": swept})
-                except Exception:
-                    log.exception("background pass failed (outbox relay / key-value sweep)")
-                await asyncio.sleep(interval)
+        async def sweep() -> None:
+            nonlocal next_sweep
+            if isinstance(self.shared, SqlStore) and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + sweep_every
+                swept = await self.shared.sweep()
+                if swept:
+                    log.info("swept expired key-value rows", extra={"rows": swept})
 
-        self._tasks.append(asyncio.get_running_loop().create_task(loop()))
+        lock = HostLock(host_file(self.settings, "relay"))
+        self.relay_loop = RelayLoop(self.relay, lock, interval=interval, chores=sweep)
+        self.relay_loop.start()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self.relay_loop is not None:
+            await self.relay_loop.close()
         await self.invalidations.close()
         await self.broker.close()
         if self.redis is not None:
@@ -96,8 +90,17 @@ async def open_resources(settings: Settings) -> Resources:
     redis_client = None
     if settings.redis_url:
         import redis.asyncio as redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError, TimeoutError
 
-        redis_client = redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        # A connection left stale by a Redis restart is checked before use and a
+        # command that meets a dead one is retried on a fresh one, so one restart
+        # costs no request an error.
+        redis_client = redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=0.25, base=0.025), 3), retry_on_error=[ConnectionError, TimeoutError],
+        )
         shared: KeyValueStore = RedisStore(redis_client, prefix="vedina:")
         cache: KeyValueStore = RedisStore(redis_client, prefix="vedina:cache:")
     else:

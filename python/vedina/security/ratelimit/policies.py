@@ -5,9 +5,12 @@
     stream   GET|HEAD /api/media/...               stream starts (no Range, or a range from byte 0)
     api      everything else                       general (GET /api/auth/whoami included)
 
-A ranged request that does not start at byte 0 is a player continuing or
+A request for one range that starts after byte 0 is a player continuing or
 seeking in a stream it already started: it counts against ``api``, so a long
-film does not eat the stream-start budget but is still limited.
+film does not eat the stream-start budget but is still limited. Anything else
+is a stream start, judged by what the media endpoint will serve: several
+ranges (merged, ``bytes=1-1,0-`` is the whole file), a range the endpoint
+ignores (``bytes=5-3``: the whole file), a suffix range, or none.
 
 >>> from vedina.config import load_settings
 >>> policies = build_policies(load_settings({"RATE_LIMIT_API": "5/s burst 10"}))
@@ -28,10 +31,17 @@ EXEMPT_PATHS = ("/health", "/ready", "/metrics")
 AUTH_PREFIX = "/api/auth"
 STREAM_PREFIX = "/api/media"
 _READ_METHODS = frozenset({"GET", "HEAD"})
-# A continuation: a well-formed byte range starting after byte 0. Anything else
-# (no Range, from byte 0, a suffix, or a header the media endpoint ignores and
-# so answers with the whole file) is a stream start.
-_CONTINUATION = re.compile(r"^\s*bytes\s*=\s*0*[1-9][0-9]{0,18}\s*-\s*[0-9]{0,19}\s*(,|$)", re.IGNORECASE)
+# A continuation: exactly one well-formed byte range, starting after byte 0.
+_ONE_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{1,19})\s*-\s*([0-9]{0,19})\s*", re.IGNORECASE)
+
+
+def is_continuation(range_header: str | None) -> bool:
+    """True when the media endpoint will serve bytes that all come after byte 0."""
+    match = _ONE_RANGE.fullmatch(range_header) if range_header else None
+    if match is None:
+        return False
+    start, end = int(match[1]), match[2]
+    return start > 0 and (not end or int(end) >= start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,7 @@ def group_of(method: str, path: str, range_header: str | None) -> str | None:
     if _under(path, AUTH_PREFIX) and method not in _READ_METHODS:
         return "auth"
     if method in _READ_METHODS and _under(path, STREAM_PREFIX):
-        if not range_header or not _CONTINUATION.match(range_header):
+        if not is_continuation(range_header):
             return "stream"
     return "api"
 
