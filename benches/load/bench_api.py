@@ -5,8 +5,10 @@
 Starts, one after the other and each with 2 workers on a free 127.0.0.1 port:
 
 (a) ``benches/peers/bare_rsgi.py`` on Granian: one fixed ~300-byte JSON answer,
-    the ceiling for any app on Granian (measured first and again last; ratios
-    use the better of the two, as the machine drifts);
+    the ceiling for any app on Granian. It runs for the whole bench, and every
+    Vedina figure is paired with a run of it just before (same connections,
+    same wrk script): the machine drifts by tens of percent within a run, so
+    each ratio compares two neighbouring measurements;
 (b) for each storage profile (``embedded``: SQLite file; ``real``: MariaDB
     database ``vedina_bench``, Redis db 5 and RabbitMQ, as started by
     ``bash scripts/services.sh``): first Vedina on Granian (rate limiting off),
@@ -254,6 +256,9 @@ class Bench:
         self.args = args
         self.root = root
         self.results: dict[tuple[str, str], Result] = {}
+        # (target, endpoint) -> the bare app's rate measured right before it, same connections.
+        self.ceilings: dict[tuple[str, str], float] = {}
+        self.bare_url: str | None = None
         self.misses: dict[str, float] = {}
         anonymous = root / "get.lua"
         anonymous.write_text(PLAIN_GET)
@@ -267,16 +272,22 @@ class Bench:
     def drive(self, target: str, base_url: str, endpoints: list[Endpoint], connections: int) -> None:
         args = with_(self.args, connections=connections)
         for endpoint in endpoints:
+            if self.bare_url is not None and target.startswith("vedina"):
+                # The machine drifts: each Vedina figure has its own ceiling, measured just before.
+                ceiling = run_wrk_latency(self.bare_url + ANY.path, self.scripts[endpoint.bearer], args)
+                self.ceilings[target, label(endpoint, connections)] = ceiling.rate
             url, script = base_url + endpoint.path, self.scripts[endpoint.bearer]
             run_wrk(url, script, with_(args, seconds=self.args.warmup))
             result = run_wrk_latency(url, script, args)
             self.results[target, label(endpoint, connections)] = result
-            print(row(target, label(endpoint, connections), result), flush=True)
+            ceiling_note = ""
+            if (target, label(endpoint, connections)) in self.ceilings:
+                ceiling_note = f"  ({result.rate / self.ceilings[target, label(endpoint, connections)]:.2f}x bare)"
+            print(row(target, label(endpoint, connections), result) + ceiling_note, flush=True)
 
     def bare(self, target: str) -> None:
-        with server("bare", BARE_COMMAND, {}, self.root) as base_url:
-            self.drive(target, base_url, [ANY], self.args.connections)
-            self.drive(target, base_url, [ANY], HIGH_CONNECTIONS)
+        self.drive(target, self.bare_url, [ANY], self.args.connections)
+        self.drive(target, self.bare_url, [ANY], HIGH_CONNECTIONS)
 
     def vedina(self, profile: str, env: dict[str, str], miss_ids: list[int]) -> None:
         target = f"vedina {profile}"
@@ -322,16 +333,20 @@ def aim(text: str, value: float, goal: float, *, at_least: bool, unit: str = "x"
 
 def aims(bench: Bench, profiles: list[str]) -> list[str]:
     rate = {key: result.rate for key, result in bench.results.items()}
-    # The machine drifts during a run: the ceiling is the better of its two measurements.
-    bare = max(rate[target, ANY.label] for target in BARE_TARGETS)
     lines = []
     for profile in profiles:
         ours, peer = f"vedina {profile}", f"fastapi {profile}"
+
+        def bare(endpoint: Endpoint) -> float:
+            return bench.ceilings[ours, endpoint.label]
+
         for endpoint in (MOVIE_BEARER, ME):
-            lines.append(aim(f"{endpoint.label}: {ours} / bare", rate[ours, endpoint.label] / bare, 0.5, at_least=True))
+            lines.append(aim(f"{endpoint.label}: {ours} / bare", rate[ours, endpoint.label] / bare(endpoint), 0.5,
+                             at_least=True))
             lines.append(aim(f"{endpoint.label}: {ours} / {peer}", rate[ours, endpoint.label] / rate[peer, endpoint.label],
                              3, at_least=True))
-        lines.append(aim(f"{HEALTH.label}: {ours} / bare", rate[ours, HEALTH.label] / bare, 0.6, at_least=True))
+        lines.append(aim(f"{HEALTH.label}: {ours} / bare", rate[ours, HEALTH.label] / bare(HEALTH), 0.6,
+                         at_least=True))
         lines.append(aim(f"first movie read: {ours} / {peer} uncached", bench.misses[ours] / bench.misses[peer], 2,
                          at_least=False))
         for endpoint in CACHED_READS:
@@ -366,10 +381,11 @@ def main() -> int:
           f"2 workers each, 127.0.0.1; profiles: {', '.join(args.profiles)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="vedina-bench-api-") as tmp:
         bench = Bench(args, Path(tmp))
-        bench.bare(BARE_TARGETS[0])
-        for profile in args.profiles:
-            bench.profile(profile, jwt_keys)
-        bench.bare(BARE_TARGETS[1])
+        with server("bare", BARE_COMMAND, {}, bench.root) as bench.bare_url:
+            bench.bare(BARE_TARGETS[0])
+            for profile in args.profiles:
+                bench.profile(profile, jwt_keys)
+            bench.bare(BARE_TARGETS[1])
     print("\nresults")
     for (target, endpoint), result in bench.results.items():
         print(row(target, endpoint, result))
