@@ -1,14 +1,14 @@
 """API reads under load: Vedina vs a bare Granian RSGI app vs a plain FastAPI peer.
 
-    python benches/load/bench_api.py [--seconds 5] [--threads 2] [--connections 32] [--profiles embedded,real]
+    python benches/load/bench_api.py [--seconds 5] [--rounds 3] [--threads 2] [--connections 32] [--profiles embedded,real]
 
 Starts, one after the other and each with 2 workers on a free 127.0.0.1 port:
 
 (a) ``benches/peers/bare_rsgi.py`` on Granian: one fixed ~300-byte JSON answer,
     the ceiling for any app on Granian. It runs for the whole bench, and every
-    Vedina figure is paired with a run of it just before (same connections,
-    same wrk script): the machine drifts by tens of percent within a run, so
-    each ratio compares two neighbouring measurements;
+    Vedina figure alternates with it (``--rounds`` times, same connections and
+    wrk script; the round with the median ratio is kept): the machine drifts by
+    tens of percent within a run, so each ratio compares neighbouring runs;
 (b) for each storage profile (``embedded``: SQLite file; ``real``: MariaDB
     database ``vedina_bench``, Redis db 5 and RabbitMQ, as started by
     ``bash scripts/services.sh``): first Vedina on Granian (rate limiting off),
@@ -271,19 +271,26 @@ class Bench:
 
     def drive(self, target: str, base_url: str, endpoints: list[Endpoint], connections: int) -> None:
         args = with_(self.args, connections=connections)
+        paired = self.bare_url is not None and target.startswith("vedina")
         for endpoint in endpoints:
-            if self.bare_url is not None and target.startswith("vedina"):
-                # The machine drifts: each Vedina figure has its own ceiling, measured just before.
-                ceiling = run_wrk_latency(self.bare_url + ANY.path, self.scripts[endpoint.bearer], args)
-                self.ceilings[target, label(endpoint, connections)] = ceiling.rate
+            key = (target, label(endpoint, connections))
             url, script = base_url + endpoint.path, self.scripts[endpoint.bearer]
             run_wrk(url, script, with_(args, seconds=self.args.warmup))
-            result = run_wrk_latency(url, script, args)
-            self.results[target, label(endpoint, connections)] = result
-            ceiling_note = ""
-            if (target, label(endpoint, connections)) in self.ceilings:
-                ceiling_note = f"  ({result.rate / self.ceilings[target, label(endpoint, connections)]:.2f}x bare)"
-            print(row(target, label(endpoint, connections), result) + ceiling_note, flush=True)
+            if not paired:
+                self.results[key] = run_wrk_latency(url, script, args)
+                print(row(*key, self.results[key]), flush=True)
+                continue
+            # The machine drifts by tens of percent from one run to the next: alternate the
+            # bare app and Vedina, and keep the round with the median ratio.
+            rounds = []
+            for _ in range(self.args.rounds):
+                ceiling = run_wrk_latency(self.bare_url + ANY.path, script, args)
+                result = run_wrk_latency(url, script, args)
+                rounds.append((result.rate / ceiling.rate, result, ceiling.rate))
+            rounds.sort(key=lambda r: r[0])
+            ratio, self.results[key], self.ceilings[key] = rounds[len(rounds) // 2]
+            spread = ", ".join(f"{r[0]:.2f}" for r in rounds)
+            print(row(*key, self.results[key]) + f"  ({ratio:.2f}x bare; rounds {spread})", flush=True)
 
     def bare(self, target: str) -> None:
         self.drive(target, self.bare_url, [ANY], self.args.connections)
@@ -360,6 +367,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="bare/Vedina alternations per figure (median kept)")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated: embedded, real")
     args = parser.parse_args()
     args.profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]

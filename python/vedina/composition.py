@@ -37,6 +37,7 @@ from vedina.services.webhooks import WebhookService
 from vedina.storage.api_keys import ApiKeyRepository
 from vedina.storage.broker import JobHandler
 from vedina.storage.mailer import mail_transport
+from vedina.storage.message_ledger import MessageLedger
 from vedina.storage.movies import MovieRepository
 from vedina.storage.near_cache import NearCache
 from vedina.storage.resources import Resources, open_resources
@@ -70,6 +71,7 @@ class Services:
     catalog: CatalogService
     media: MediaService
     webhooks: WebhookService
+    message_ledger: MessageLedger
 
     def job_handlers(self) -> dict[str, JobHandler]:
         """Topic -> handler, for the in-process broker and ``vedina worker``."""
@@ -87,7 +89,7 @@ class Services:
     def start(self) -> None:
         """Background work of a serving process: invalidations, outbox relay, API-key usage."""
         self.resources.invalidations.start()
-        self.resources.start_relay()
+        self.resources.start_relay(sweeps=[self.message_ledger.sweep])
         self.api_keys.usage.start()
 
     async def close(self) -> None:
@@ -136,8 +138,9 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         ),
         media=MediaService(movies, locations=near("media", MEDIA_TTL), media_root=settings.media_dir),
         webhooks=WebhookService(WebhookEventRepository(engine), webhook_secret_map(settings)),
+        message_ledger=MessageLedger(engine),
     )
-    resources.broker.attach_handlers(services.job_handlers())
+    resources.broker.attach_handlers(services.job_handlers(), ledger=services.message_ledger)
     return services
 
 

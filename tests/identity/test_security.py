@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+import uuid
 
 import pytest
 
@@ -64,3 +66,39 @@ def test_jwt_key_rotation_old_key_still_verifies():
     assert after.signing_kid == "k2" and after.verifier.verify(token)["sub"] == "1"
     with pytest.raises(ConfigError):
         load_settings({"JWT_SIGNING_KEYS": "k1:c2hvcnQ"})
+
+
+# -- tokens signed with the server's own key but not issued by it (issue 8, item 7) -------------
+
+
+def _forge(server, **claims) -> str:
+    """A token signed with the live server's key (as someone holding the key could make)."""
+    from vedina.security.jwt_keys import AUDIENCE, ISSUER, build_token_keys
+
+    keys = build_token_keys(server.settings)
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600, "typ": "access", "jti": uuid.uuid4().hex,
+            **claims}
+    return keys.keyset.encode(body, kid=keys.signing_kid)
+
+
+def test_tokens_the_server_would_never_issue_are_refused_not_500(server):
+    from tests.identity.conftest import bearer
+
+    with server.client() as http:
+        victim = server.login(http, server.register(http)).json()
+        attacker = server.login(http, server.register(http)).json()
+        victim_id = http.get("/api/users/me", headers=bearer(victim["access_token"])).json()["id"]
+        own = _forge(server, sub=str(victim_id), sid=victim["session_id"])
+        assert http.get("/api/users/me", headers=bearer(own)).status_code == 200  # the forge is faithful
+        cases = {
+            "superscript digit": _forge(server, sub="\u00b2", sid=victim["session_id"]),
+            "float exp 1e300": _forge(server, sub=str(victim_id), sid=victim["session_id"], exp=1e300),
+            "exp a year away": _forge(server, sub=str(victim_id), sid=victim["session_id"],
+                                      exp=int(time.time()) + 365 * 86400),
+            "another user's session": _forge(server, sub=str(victim_id), sid=attacker["session_id"]),
+        }
+        for name, token in cases.items():
+            answer = http.get("/api/users/me", headers=bearer(token))
+            assert answer.status_code == 401, (name, answer.status_code, answer.text)
+            assert answer.json()["error"]["code"] == "unauthorized"

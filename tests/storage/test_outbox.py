@@ -218,3 +218,48 @@ async def test_rabbitmq_errors_become_broker_unavailable(settings):
         await closed_port.publish("test.topic", {}, message_id="m")
     with pytest.raises(BrokerUnavailable):
         await closed_port.ping()
+
+
+# -- a message delivered twice is handled once (issue 8, item 13) ----------------------------
+
+
+async def test_a_repeated_message_id_is_skipped_in_process(resources):
+    from vedina.storage.message_ledger import MessageLedger
+
+    recorder = Recorder()
+    broker = InProcessBroker({"mail": recorder}, ledger=MessageLedger(resources.engine))
+    for _ in range(3):
+        await broker.publish("mail", {"user_id": 7}, message_id="outbox-993")
+    await broker.publish("mail", {"user_id": 8}, message_id="outbox-994")
+    assert recorder.seen == [{"user_id": 7}, {"user_id": 8}]
+
+
+async def test_a_failed_handler_is_not_recorded_and_runs_again(resources):
+    from vedina.storage.message_ledger import MessageLedger
+
+    flaky = Recorder(fail_times=1)
+    broker = InProcessBroker({"mail": flaky}, ledger=MessageLedger(resources.engine))
+    with pytest.raises(RuntimeError):
+        await broker.publish("mail", {"n": 1}, message_id="outbox-1")
+    await broker.publish("mail", {"n": 1}, message_id="outbox-1")
+    assert flaky.seen == [{"n": 1}]
+
+
+@REAL_ONLY
+async def test_rabbitmq_redelivered_message_runs_its_handler_once(resources, rabbit):
+    from vedina.storage.message_ledger import MessageLedger
+
+    rabbit.attach_handlers({}, ledger=MessageLedger(resources.engine))
+    for _ in range(2):  # the same outbox row published twice (a relay stopped before marking it)
+        await rabbit.publish("mail", {"user_id": 7}, message_id="outbox-993")
+    await rabbit.publish("mail", {"user_id": 8}, message_id="outbox-994")
+    recorder, stop = Recorder(), asyncio.Event()
+
+    async def handle(payload):
+        await recorder(payload)
+        if payload["user_id"] == 8:
+            stop.set()
+
+    await asyncio.wait_for(rabbit.consume({"mail": handle}, stop=stop), timeout=10)
+    await asyncio.sleep(0.2)  # a late duplicate would have arrived by now
+    assert recorder.seen == [{"user_id": 7}, {"user_id": 8}]

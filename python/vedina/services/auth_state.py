@@ -6,7 +6,7 @@ request:
 
 - ``auth:user:<id>``: the user's status and role, cached for at most
   USER_STATE_TTL seconds and *overwritten* (not merely deleted) on every change;
-- ``auth:session:<family>``: ``active`` or ``revoked`` for a session family;
+- ``auth:session:<family>``: ``active:<user id>`` (the family's owner) or ``revoked``;
 - ``auth:deny:<jti>``: an access token logged out before its expiry.
 
 Readers fill a missing entry with ``add`` (set-if-absent) while writers use
@@ -36,7 +36,7 @@ SESSION_STATE_TTL = 300
 # A revoked family only needs remembering while its access tokens live.
 REVOKED_TTL = 15 * 60 + 60
 
-_ACTIVE, _REVOKED = b"active", b"revoked"
+_ACTIVE, _REVOKED = b"active:", b"revoked"
 
 
 class UserState(msgspec.Struct, frozen=True):
@@ -48,7 +48,7 @@ class TokenState(msgspec.Struct, frozen=True):
     """What an access token's validity depends on, besides its signature and expiry."""
 
     denied: bool
-    session_active: bool
+    session_owner: int | None  # the user whose live session family it is; None once revoked
     user: UserState | None
 
 
@@ -65,6 +65,10 @@ def deny_key(jti: str) -> str:
 
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _active(user_id: int) -> bytes:
+    return _ACTIVE + str(user_id).encode()
 _decode = msgspec.json.Decoder(UserState).decode
 
 
@@ -80,9 +84,15 @@ class AuthState:
     async def token_state(self, *, jti: str, family_id: str, user_id: int) -> TokenState:
         """One round trip to the shared store; the database only for what it did not hold."""
         denied, session, user = await self._store.get_many([deny_key(jti), session_key(family_id), user_key(user_id)])
+        if session == _REVOKED:
+            owner = None
+        elif session is not None and session.startswith(_ACTIVE) and session[len(_ACTIVE):].isdigit():
+            owner = int(session[len(_ACTIVE):])
+        else:  # absent, or written by an older release ("active"): ask the database
+            owner = await self._load_session(family_id)
         return TokenState(
             denied=denied is not None,
-            session_active=(session == _ACTIVE) if session is not None else await self._load_session(family_id),
+            session_owner=owner,
             user=_decode(user) if user is not None else await self._load_user(user_id),
         )
 
@@ -111,15 +121,16 @@ class AuthState:
 
     # -- sessions -------------------------------------------------------------
 
-    async def _load_session(self, family_id: str) -> bool:
-        active = await self._sessions.active_family(family_id) is not None
-        await self._store.add(
-            session_key(family_id), _ACTIVE if active else _REVOKED, ttl=SESSION_STATE_TTL if active else REVOKED_TTL
-        )
-        return active
+    async def _load_session(self, family_id: str) -> int | None:
+        row = await self._sessions.active_family(family_id)
+        if row is None:
+            await self._store.add(session_key(family_id), _REVOKED, ttl=REVOKED_TTL)
+            return None
+        await self._store.add(session_key(family_id), _active(row["user_id"]), ttl=SESSION_STATE_TTL)
+        return row["user_id"]
 
-    async def mark_session_active(self, family_id: str) -> None:
-        await self._store.add(session_key(family_id), _ACTIVE, ttl=SESSION_STATE_TTL)
+    async def mark_session_active(self, family_id: str, *, user_id: int) -> None:
+        await self._store.add(session_key(family_id), _active(user_id), ttl=SESSION_STATE_TTL)
 
     async def mark_sessions_revoked(self, family_ids: list[str]) -> None:
         """Call after the revocation committed."""

@@ -13,6 +13,7 @@ within the propagation bound. A miss reads the shared store in one round trip.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import msgspec
@@ -23,8 +24,11 @@ from vedina.security.jwt_keys import TokenKeys
 from vedina.security.rbac import permissions_of
 from vedina.services.api_keys import ApiKeyService
 from vedina.services.auth_state import AuthState, deny_key, session_key, user_key
+from vedina.services.sessions import ACCESS_TOKEN_TTL
 from vedina.storage.near_cache import NearCache
 
+# The longest access-token lifetime this server issues, plus clock skew.
+MAX_ACCESS_TOKEN_SECONDS = ACCESS_TOKEN_TTL + 60
 # RFC 6750 §3: how a resource server says the bearer token itself is bad.
 INVALID_TOKEN = {"www-authenticate": 'Bearer realm="vedina", error="invalid_token"'}
 
@@ -58,15 +62,21 @@ class Authenticator:
             claims = self._keys.verifier.verify(token)
         except JWTError:
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN) from None
-        sub = claims.get("sub")
-        if claims.get("typ") != "access" or not (isinstance(sub, str) and sub.isascii() and sub.isdigit()):
+        sub, exp = claims.get("sub"), claims.get("exp")
+        if (
+            claims.get("typ") != "access"
+            or not (isinstance(sub, str) and sub.isascii() and sub.isdigit())
+            # Our tokens carry an integer exp at most one token lifetime away; a longer one was not issued here.
+            or not (type(exp) is int and exp <= time.time() + MAX_ACCESS_TOKEN_SECONDS)
+        ):
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN)
         user_id, jti, sid = int(sub), str(claims.get("jti", "")), str(claims.get("sid", ""))
 
         async def load() -> Principal | str:
             state = await self._state.token_state(jti=jti, family_id=sid, user_id=user_id)
             user = state.user
-            if state.denied or not state.session_active or user is None or user.status == "deleted":
+            # A session of another user (sid and sub from different tokens) is no session of this one.
+            if state.denied or state.session_owner != user_id or user is None or user.status == "deleted":
                 return _REVOKED
             if user.status != "active":
                 return _SUSPENDED

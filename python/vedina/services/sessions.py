@@ -91,7 +91,7 @@ class SessionService:
                 await UserRepository.update(conn, user["id"], password_hash=new_hash)
             pair = await self._issue(conn, user_id=user["id"], role=user["role"], family_id=family_id,
                                      started_at=utcnow(), user_agent=user_agent, ip=ip)
-        await self._state.mark_session_active(family_id)
+        await self._state.mark_session_active(family_id, user_id=user["id"])
         return pair
 
     async def refresh(self, *, refresh_token: str, user_agent: str = "", ip: str = "") -> TokenPair:

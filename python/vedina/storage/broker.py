@@ -22,8 +22,11 @@ from typing import Any, Protocol
 
 import orjson
 
+from vedina.storage.message_ledger import Busy, MessageLedger
+
 log = logging.getLogger(__name__)
 
+OUTAGE_REQUEUE_DELAY = 1.0  # seconds before a job that met an outage goes back to the queue
 PUBLISH_TIMEOUT = 5.0  # seconds for a confirmed publish (or a ping) before the broker counts as down
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -39,9 +42,28 @@ class BrokerUnavailable(Exception):
 class Broker(Protocol):
     async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None: ...
 
-    def attach_handlers(self, handlers: dict[str, JobHandler]) -> None:
-        """The job handlers this process runs (the composition root builds them)."""
+    def attach_handlers(self, handlers: dict[str, JobHandler], *, ledger: MessageLedger | None = None) -> None:
+        """The job handlers this process runs (the composition root builds them), and the
+        ledger of handled message ids that makes a repeated delivery a no-op."""
         ...
+
+
+async def handle_once(ledger: MessageLedger | None, handler: JobHandler, topic: str, payload: dict, message_id: str) -> bool:
+    """Run ``handler`` unless ``message_id`` was handled before; True when it ran.
+    Raises :class:`~vedina.storage.message_ledger.Busy` while another consumer runs it."""
+    if ledger is None or not message_id:
+        await handler(payload)
+        return True
+    if not await ledger.claim(message_id, topic):
+        log.info("duplicate job message skipped", extra={"message_id": message_id, "topic": topic})
+        return False
+    try:
+        await handler(payload)
+    except BaseException:
+        await ledger.release(message_id)
+        raise
+    await ledger.done(message_id)
+    return True
 
     async def ping(self) -> None: ...
 
@@ -55,17 +77,19 @@ class InProcessBroker:
     retries it later, up to its attempt limit.
     """
 
-    def __init__(self, handlers: dict[str, JobHandler] | None = None) -> None:
+    def __init__(self, handlers: dict[str, JobHandler] | None = None, *, ledger: MessageLedger | None = None) -> None:
         self._handlers = handlers or {}
+        self._ledger = ledger
 
-    def attach_handlers(self, handlers: dict[str, JobHandler]) -> None:
+    def attach_handlers(self, handlers: dict[str, JobHandler], *, ledger: MessageLedger | None = None) -> None:
         self._handlers = handlers
+        self._ledger = ledger
 
     async def publish(self, topic: str, payload: dict[str, Any], *, message_id: str) -> None:
         handler = self._handlers.get(topic)
         if handler is None:
             raise LookupError(f"no handler for job topic {topic!r}")
-        await handler(payload)
+        await handle_once(self._ledger, handler, topic, payload, message_id)
 
     async def ping(self) -> None:
         return None
@@ -82,9 +106,11 @@ class RabbitBroker:
         self._connection = None
         self._channel = None
         self._handlers: dict[str, JobHandler] = {}
+        self._ledger: MessageLedger | None = None
 
-    def attach_handlers(self, handlers: dict[str, JobHandler]) -> None:
+    def attach_handlers(self, handlers: dict[str, JobHandler], *, ledger: MessageLedger | None = None) -> None:
         self._handlers = handlers
+        self._ledger = ledger
 
     async def connect(self) -> None:
         import aio_pika
@@ -162,8 +188,16 @@ class RabbitBroker:
             try:
                 envelope = orjson.loads(message.body)
                 handler = handlers[envelope["topic"]]
-                await handler(envelope["payload"])
-            except Exception:
+                await handle_once(self._ledger, handler, envelope["topic"], envelope["payload"], message.message_id or "")
+            except Exception as exc:
+                from vedina.errors import BackendUnavailable, translate
+
+                if isinstance(exc, Busy) or isinstance(translate(exc), BackendUnavailable):
+                    # Not a poison message: handled elsewhere right now, or an outage.
+                    log.warning("job postponed", extra={"message_id": message.message_id, "reason": type(exc).__name__})
+                    await asyncio.sleep(OUTAGE_REQUEUE_DELAY)
+                    await message.nack(requeue=True)
+                    return
                 log.exception("job failed; dead-lettered", extra={"message_id": message.message_id})
                 await message.reject(requeue=False)
                 return

@@ -84,8 +84,10 @@ async def autogenerate(settings: Settings, message: str, *, directory: Path | No
         raise RuntimeError(f"apply the pending migrations first: {', '.join(waiting)}")
 
     def write(sync_conn) -> str:
+        config = _alembic_config(sync_conn, new_versions=directory)
+        head = ScriptDirectory.from_config(config).get_current_head()
         script = command.revision(
-            _alembic_config(sync_conn, new_versions=directory), message=message, autogenerate=True,
+            config, message=message, autogenerate=True, rev_id=f"{int(head) + 1:04d}",  # revisions are numbered
             version_path=str(directory) if directory is not None else None,
         )
         return script.path

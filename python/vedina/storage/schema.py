@@ -165,3 +165,16 @@ webhook_events = sa.Table(
     sa.Column("processed_at", sa.DateTime(), nullable=True),
     sa.UniqueConstraint("provider", "event_id"),
 )
+
+# -- jobs (migration 0005) ---------------------------------------------------------
+
+# Job messages being handled or handled: a broker delivers at least once, and a
+# repeat (a redelivery, an outbox row published twice) is skipped.
+handled_messages = sa.Table(
+    "handled_messages",
+    metadata,
+    sa.Column("message_id", Exact(64), primary_key=True),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # running | done
+    sa.Column("updated_at", sa.DateTime(), nullable=False, index=True),
+)
