@@ -53,3 +53,26 @@ def test_metrics_labels_stay_bounded_whatever_paths_clients_send(live_servers, p
     assert {"unmatched", "/api/movies/:id"} <= routes
     methods = set(re.findall(r'vedina_http_requests_total\{[^}]*method="([^"]*)"', exposition))
     assert "PROPFIND" not in methods and "OTHER" in methods
+
+
+def test_metrics_answer_only_the_allowed_addresses(live_data, tmp_path):
+    from tests.conftest import LiveServer
+
+    env = {**live_data("embedded"), "METRICS_ALLOWED_IPS": "192.0.2.0/24"}
+    live = LiveServer(server="granian", env=env, workers=1)
+    try:
+        refused = httpx.get(f"{live.base_url}/metrics", timeout=10)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+        assert "vedina_http_requests_total" not in refused.text
+        # A proxy the app trusts may vouch for an allowed client.
+        env = {**env, "TRUSTED_PROXIES": "127.0.0.1"}
+    finally:
+        live.stop()
+    behind = LiveServer(server="granian", env=env, workers=1)
+    try:
+        allowed = httpx.get(f"{behind.base_url}/metrics", headers={"x-forwarded-for": "192.0.2.9"}, timeout=10)
+        assert allowed.status_code == 200 and "vedina_http_requests_total" in allowed.text
+        outside = httpx.get(f"{behind.base_url}/metrics", headers={"x-forwarded-for": "203.0.113.9"}, timeout=10)
+        assert outside.status_code == 404
+    finally:
+        behind.stop()

@@ -90,12 +90,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_api: str = "300/60s burst 100"
     # Login attempts per account, whatever the client IP (password guessing on one account).
     rate_limit_login_account: str = "1/1m burst 10"
-    rate_limit_shm_path: str = ""  # default: /dev/shm/vedina-ratelimit-<DATA_DIR hash>-<PORT>
+    rate_limit_shm_path: str = ""  # default: /dev/shm/vedina-<uid>/ratelimit-<DATA_DIR hash>-<PORT>.shm
     rate_limit_redis_timeout_ms: int = 100  # then the host tier decides
     trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed; empty: none
+    # Who may read /metrics (client addresses, after TRUSTED_PROXIES); others get 404.
+    metrics_allowed_ips: str = "127.0.0.0/8,::1/128"
 
     # Per-worker caches (vedina.storage.invalidation, vedina.storage.near_cache).
-    invalidation_shm_path: str = ""  # default: /dev/shm/vedina-gen-<database hash>
+    invalidation_shm_path: str = ""  # default: /dev/shm/vedina-<uid>/gen-<database hash>.shm
     near_cache_entries: int = 50_000  # per worker and per cache
     catalog_cache_ttl_s: int = 300  # the shared (Redis) copy of a catalog page; writes invalidate it sooner
 
@@ -166,6 +168,7 @@ ENV_VARS: dict[str, str] = {
     "RATE_LIMIT_SHM_PATH": "rate_limit_shm_path",
     "RATE_LIMIT_REDIS_TIMEOUT_MS": "rate_limit_redis_timeout_ms",
     "TRUSTED_PROXIES": "trusted_proxies",
+    "METRICS_ALLOWED_IPS": "metrics_allowed_ips",
     "INVALIDATION_SHM_PATH": "invalidation_shm_path",
     "NEAR_CACHE_ENTRIES": "near_cache_entries",
     "CATALOG_CACHE_TTL_S": "catalog_cache_ttl_s",
@@ -262,6 +265,7 @@ def _validate(s: Settings) -> None:
             raise ConfigError("API_KEY_ENCRYPTION_KEY must be set in production (base64 of 32 random bytes)")
     _validate_identity_keys(s)
     _validate_rate_limits(s)
+    parse_networks(s.metrics_allowed_ips, var="METRICS_ALLOWED_IPS")
 
 
 def _validate_identity_keys(s: Settings) -> None:
@@ -332,14 +336,18 @@ def parse_rate(var: str, text: str) -> Rate | None:
     return rate
 
 
-def parse_trusted_proxies(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(text: str, *, var: str = "TRUSTED_PROXIES") -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     networks = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ConfigError(f"TRUSTED_PROXIES must be comma-separated IP addresses or CIDR networks, got {item!r}") from None
+            raise ConfigError(f"{var} must be comma-separated IP addresses or CIDR networks, got {item!r}") from None
     return tuple(networks)
+
+
+def parse_trusted_proxies(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return parse_networks(text, var="TRUSTED_PROXIES")
 
 
 def _validate_rate_limits(s: Settings) -> None:

@@ -398,6 +398,9 @@ def test_accel_mode_keeps_app_errors_and_hides_the_internal_location(accel):
     direct = httpx.get(f"{proxy.base_url}{ACCEL_PREFIX}demo/{MOOV_LAST}.mp4", timeout=10)
     assert direct.status_code == 404  # "internal": only reachable through the app
     assert not direct.content.startswith(b"\x00\x00\x00")  # no MP4 box
+    # Metrics are not served on the public listener (the scraper reads the app directly).
+    assert httpx.get(f"{proxy.base_url}/metrics", timeout=10).status_code == 404
+    assert httpx.get(f"{app.base_url}/metrics", timeout=10).status_code == 200
 
 
 def test_multi_range_answers_carry_the_standard_headers_on_both_servers(http, video):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
+
 from robyn import Headers, Response, Robyn
 
 from vedina import __version__
-from vedina.errors import ServiceUnavailable
+from vedina.config import parse_networks
+from vedina.errors import NotFound, ServiceUnavailable
 from vedina.http.responses import error_response, json_response
 from vedina.metrics import exposition
+from vedina.security.ratelimit.principal import request_client_address
 from vedina.state import AppState
 
 
@@ -16,8 +20,14 @@ def register(app: Robyn, state: AppState) -> None:
     def health(request):
         return json_response({"status": "ok", "version": __version__, "api_version": state.settings.api_version})
 
-    @app.get("/metrics", openapi_name="Prometheus metrics of all workers", openapi_tags=["operations"])
+    allowed = parse_networks(state.settings.metrics_allowed_ips, var="METRICS_ALLOWED_IPS")
+
+    @app.get("/metrics", openapi_name="Prometheus metrics of all workers (METRICS_ALLOWED_IPS only)",
+             openapi_tags=["operations"])
     def metrics(request):
+        client = request_client_address(request, state.proxies)
+        if not client or not any(ip_address(client) in network for network in allowed):
+            return error_response(NotFound(f"No route for GET {request.url.path}"))  # as if there were none
         state.recorder.flush()  # this worker's last second too
         body, content_type = exposition()
         return Response(200, Headers({"content-type": content_type}), body)

@@ -32,6 +32,7 @@ from vedina.metrics import RATE_LIMIT_FALLBACKS
 from vedina.security.ratelimit.decision import Decision
 from vedina.security.ratelimit.policies import Policy
 from vedina.security.ratelimit.redis_gcra import RedisGCRA
+from vedina.storage.host_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,11 @@ WARN_EVERY = 30.0  # seconds between two warnings about Redis
 
 
 def default_shm_path(settings: Settings) -> Path:
-    """Per server (DATA_DIR and PORT), so two servers of one machine never share by accident."""
+    """Per server (DATA_DIR and PORT), so two servers of one machine never share by
+    accident, in the user's private directory (:mod:`vedina.storage.host_files`)."""
     data_dir = str(Path(settings.data_dir).resolve())
-    name = f"vedina-ratelimit-{hashlib.sha256(data_dir.encode()).hexdigest()[:12]}-{settings.port}"
-    shm = Path("/dev/shm")
-    return shm / name if shm.is_dir() else Path(data_dir, f"{name}.shm")
+    name = f"ratelimit-{hashlib.sha256(data_dir.encode()).hexdigest()[:12]}-{settings.port}.shm"
+    return private_dir(settings.data_dir) / name
 
 
 class RateLimiter:
