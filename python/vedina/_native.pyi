@@ -189,6 +189,9 @@ class RateDecision:
     @property
     def tracked(self) -> bool:
         """False when the host table had no slot for the key (then ``fail_open`` decided)."""
+    @property
+    def evicted(self) -> bool:
+        """True when the host table evicted another live key to track this one."""
 
 class HostRateLimiter:
     """GCRA limiter whose state lives in a memory-mapped file shared by every
@@ -198,9 +201,10 @@ class HostRateLimiter:
     The file is created with ``capacity`` slots (16 bytes each; default 65536 =
     1 MiB) if missing; an existing file must have the same capacity
     (``ValueError`` otherwise). A key whose probe window (32 slots) holds only
-    live keys is not tracked: the request is allowed when ``fail_open`` (the
-    default: the cluster tier still limits, and a key flood cannot lock out
-    legitimate users), refused otherwise; ``RateDecision.tracked`` tells.
+    live keys evicts the one closest to full burst (``RateDecision.evicted``),
+    so a flood of keys never switches limiting off. Only when every slot of the
+    window is being handed over at that instant is the key untracked: allowed
+    when ``fail_open``, refused otherwise (``RateDecision.tracked`` tells).
 
     >>> rl = HostRateLimiter("/dev/shm/vedina-ratelimit", 65536)
     >>> d = rl.check("ip:203.0.113.7", limit=10, period=1.0, burst=20)
@@ -215,7 +219,8 @@ class HostRateLimiter:
         """Decide one request for ``key``: ``limit`` requests per ``period``
         seconds, up to ``burst`` (>= 1) at once from idle, this one costing
         ``cost`` (default 1; 0 inspects without consuming; > burst is a
-        ``ValueError``). ``now`` is unix seconds (default: the system clock).
+        ``ValueError``). ``now`` is in seconds on one clock for all callers
+        of the table (default: CLOCK_MONOTONIC, never stepped back).
         A denied request does not consume anything.
         """
     def reset(self, key: str) -> None:

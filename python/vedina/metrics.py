@@ -28,6 +28,10 @@ RATE_LIMIT_FALLBACKS = Counter(
     "vedina_rate_limit_fallbacks_total", "Rate-limit decisions taken by the host tier because Redis failed"
 )
 RATE_LIMITED = Counter("vedina_rate_limited_total", "Requests refused with 429", ["policy"])
+RATE_LIMIT_EVICTIONS = Counter(
+    "vedina_rate_limit_evictions_total",
+    "Live keys the host-tier table evicted to track a new one (a flood of keys fills probe windows)",
+)
 INVALIDATION_LEASE_LOST = Counter(
     "vedina_invalidation_lease_lost_total",
     "Times a worker's invalidation subscription dropped (its near caches were bypassed until resubscribed)",

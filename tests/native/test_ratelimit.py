@@ -53,20 +53,31 @@ def test_state_is_shared_between_instances(table_path):
         HostRateLimiter(table_path, 512)
 
 
-def test_full_table_policy(table_path):
+def test_a_full_table_evicts_and_keeps_limiting(table_path):
+    """A flood of keys cannot switch limiting off (issue 8, item 6): a full window evicts."""
     kw = dict(limit=1, period=60, burst=1, now=T0)
-    open_ = HostRateLimiter(table_path, 2)
-    assert open_.fail_open is True
-    assert open_.check("a", **kw).tracked and open_.check("b", **kw).tracked
-    d = open_.check("c", **kw)
-    assert d.allowed and not d.tracked
-    closed = HostRateLimiter(table_path, 2, fail_open=False)
-    d = closed.check("c", **kw)
-    assert not d.allowed and not d.tracked
-    # once a's and b's TATs are in the past their slots are reclaimed
-    d = closed.check("c", limit=1, period=60, burst=1, now=T0 + 60)
-    assert d.allowed and d.tracked
-    assert closed.occupied() == 2
+    rl = HostRateLimiter(table_path, 2, fail_open=True)
+    assert rl.check("a", **kw).tracked and rl.check("b", **kw).tracked
+    d = rl.check("c", **kw)
+    assert d.allowed and d.tracked and d.evicted
+    again = rl.check("c", **kw)
+    assert not again.allowed and again.tracked and not again.evicted  # limited, even with fail_open
+    assert rl.occupied() == 2
+    # once the TATs are in the past their slots are reclaimed without evicting
+    d = rl.check("d", limit=1, period=60, burst=1, now=T0 + 60)
+    assert d.allowed and d.tracked and not d.evicted
+
+
+def test_a_key_flood_leaves_a_hot_key_limited(table_path):
+    rl = HostRateLimiter(table_path, 64)
+    kw = dict(limit=1, period=3600, burst=3)
+    hot = [rl.check("login:victim", now=T0, **kw).allowed for _ in range(3)]
+    assert hot == [True, True, True]
+    evictions = sum(rl.check(f"flood:{i}", now=T0, **kw).evicted for i in range(5000))
+    assert evictions > 0
+    # The victim's key was at most evicted (starting it afresh), never let through untracked:
+    answers = [rl.check("login:victim", now=T0, **kw) for _ in range(10)]
+    assert all(a.tracked for a in answers) and sum(a.allowed for a in answers) <= 3
 
 
 def test_invalid_parameters(table_path):

@@ -93,7 +93,7 @@ def test_default_shm_path_differs_per_port_and_data_dir(tmp_path):
     c = default_shm_path(load_settings({"DATA_DIR": str(tmp_path / "c"), "PORT": "8000"}))
     assert len({a, b, c}) == 3
     if os.path.isdir("/dev/shm"):
-        assert str(a).startswith("/dev/shm/vedina-ratelimit-")
+        assert str(a).startswith(f"/dev/shm/vedina-{os.geteuid()}/ratelimit-")
 
 
 # -- policies -------------------------------------------------------------------------

@@ -128,7 +128,9 @@ class RSGIBridge:
             table.insert(method_name(middleware.route_type), middleware.route, index)
             self._route_middleware_functions.append(middleware.function)
 
+        self._route_middlewares = bool(self._route_middleware_functions)
         self._response_headers = app.response_headers
+        self._global_headers = not app.response_headers.is_empty()
         self._excluded_header_paths = set(app.excluded_response_headers_paths or [])
 
     # -- lifecycle (Granian calls these once per worker process) -------------
@@ -208,7 +210,7 @@ class RSGIBridge:
                     return result  # a Response: the chain stops here
                 request = result
 
-        matched = self._route_before.lookup(method, path)
+        matched = self._route_before.lookup(method, path) if self._route_middlewares else None
         if matched is not None:
             request.path_params = matched[1]
             result = await _call(self._route_middleware_functions[matched[0]], request)
@@ -232,7 +234,7 @@ class RSGIBridge:
                         raise
                     response = _as_response(self._on_error(exc))
 
-        if path not in self._excluded_header_paths and not self._response_headers.is_empty():
+        if self._global_headers and path not in self._excluded_header_paths:
             for name, value in self._response_headers.multi_items():
                 response.headers.append(name, value)
 
@@ -242,7 +244,7 @@ class RSGIBridge:
                 result = await result
             if isinstance(result, (Response, StreamingResponse)):
                 response = result
-        matched = self._route_after.lookup(method, path)
+        matched = self._route_after.lookup(method, path) if self._route_middlewares else None
         if matched is not None:
             response = await self._call_after(self._route_middleware_functions[matched[0]], request, response)
         return response

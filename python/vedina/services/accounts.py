@@ -85,13 +85,15 @@ class AccountService:
         return await self.get(user_id=user_id)
 
     async def get(self, *, user_id: int) -> UserPublic:
-        async def load() -> UserPublic:
-            row = await self._users.get(user_id)
-            if row is None or row["status"] == "deleted":
-                raise NotFound("No such user", details={"id": user_id})
-            return _public(row)
+        key, depends_on = str(user_id), (user_key(user_id),)
+        cached = self._profiles.peek(key, depends_on)
+        return cached if cached is not None else await self._profiles.get_or_load(key, depends_on, lambda: self._load(user_id))
 
-        return await self._profiles.get_or_load(str(user_id), (user_key(user_id),), load)
+    async def _load(self, user_id: int) -> UserPublic:
+        row = await self._users.get(user_id)
+        if row is None or row["status"] == "deleted":
+            raise NotFound("No such user", details={"id": user_id})
+        return _public(row)
 
     async def update_profile(self, *, user_id: int, display_name: str | None) -> UserPublic:
         if display_name is not None:

@@ -104,14 +104,17 @@ class CatalogService:
         return await self._cached(f"list:{offset}:{limit}", LIST_KEY, load)
 
     async def get_movie(self, *, movie_id: int) -> Document:
-        async def load() -> bytes:
-            row = await self._movies.get(movie_id)
-            return _MISSING if row is None else _encode(_public(row, MovieDetail))
-
-        document = await self._cached(f"movie:{movie_id}", movie_key(movie_id), load)
+        key = f"movie:{movie_id}"
+        document = self._near.peek(key, (movie_key(movie_id),)) or await self._cached(
+            key, movie_key(movie_id), lambda: self._load_movie(movie_id)
+        )
         if document.body == _MISSING:
             raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
         return document
+
+    async def _load_movie(self, movie_id: int) -> bytes:
+        row = await self._movies.get(movie_id)
+        return _MISSING if row is None else _encode(_public(row, MovieDetail))
 
     async def movies_changed(self, *movie_ids: int) -> None:
         """Drop every cached answer about these movies (and every page); call after the commit."""
@@ -121,6 +124,10 @@ class CatalogService:
         await self._invalidations.publish(*keys)
 
     async def _cached(self, key: str, depends_on: str, load: Callable[[], Awaitable[bytes]]) -> Document:
+        cached = self._near.peek(key, (depends_on,))
+        if cached is not None:
+            return cached
+
         async def fill() -> Document:
             body = await (self._shared.get_or_load(key, depends_on, load) if self._shared is not None else load())
             return Document.of(body)

@@ -90,15 +90,17 @@ class MediaService:
         )
 
     async def _location(self, asset_id: int) -> _Location:
-        async def load() -> _Location:
-            asset = await self._movies.get_asset(asset_id)
-            if asset is None:  # unknown ids are not cached: a scan cannot fill the cache
-                raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
-            resolved = self._resolve(asset["path"], asset_id)
-            relative = resolved.relative_to(self._root).as_posix()
-            return _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")))
+        key, depends_on = str(asset_id), (asset_key(asset_id),)
+        cached = self._locations.peek(key, depends_on)
+        return cached or await self._locations.get_or_load(key, depends_on, lambda: self._load(asset_id))
 
-        return await self._locations.get_or_load(str(asset_id), (asset_key(asset_id),), load)
+    async def _load(self, asset_id: int) -> _Location:
+        asset = await self._movies.get_asset(asset_id)
+        if asset is None:  # unknown ids are not cached: a scan cannot fill the cache
+            raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
+        resolved = self._resolve(asset["path"], asset_id)
+        relative = resolved.relative_to(self._root).as_posix()
+        return _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")))
 
     def _resolve(self, stored_path: str, asset_id: int) -> Path:
         missing = NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})

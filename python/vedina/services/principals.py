@@ -71,28 +71,30 @@ class Authenticator:
         ):
             raise Unauthorized("Invalid or expired access token", headers=INVALID_TOKEN)
         user_id, jti, sid = int(sub), str(claims.get("jti", "")), str(claims.get("sid", ""))
-
-        async def load() -> Principal | str:
-            state = await self._state.token_state(jti=jti, family_id=sid, user_id=user_id)
-            user = state.user
-            # A session of another user (sid and sub from different tokens) is no session of this one.
-            if state.denied or state.session_owner != user_id or user is None or user.status == "deleted":
-                return _REVOKED
-            if user.status != "active":
-                return _SUSPENDED
-            return Principal(
-                kind="user", subject=sub, role=user.role, permissions=permissions_of(user.role), via=via,
-                session_id=sid, token_id=jti, expires_at=int(claims["exp"]),
-            )
-
-        found = await self._principals.get_or_load(
-            f"{via}:{jti}", (deny_key(jti), session_key(sid), user_key(user_id)), load
-        )
+        key, depends_on = f"{via}:{jti}", (deny_key(jti), session_key(sid), user_key(user_id))
+        found = self._principals.peek(key, depends_on)
+        if found is None:
+            found = await self._principals.get_or_load(key, depends_on, lambda: self._load(claims, via=via))
         if found is _REVOKED:
             raise Unauthorized("Access token revoked", headers=INVALID_TOKEN)
         if found is _SUSPENDED:
             raise Forbidden("This account is suspended")
         return found
+
+    async def _load(self, claims: dict, *, via: Literal["bearer", "cookie"]) -> Principal | str:
+        sub, jti, sid = claims["sub"], str(claims.get("jti", "")), str(claims.get("sid", ""))
+        user_id = int(sub)
+        state = await self._state.token_state(jti=jti, family_id=sid, user_id=user_id)
+        user = state.user
+        # A session of another user (sid and sub from different tokens) is no session of this one.
+        if state.denied or state.session_owner != user_id or user is None or user.status == "deleted":
+            return _REVOKED
+        if user.status != "active":
+            return _SUSPENDED
+        return Principal(
+            kind="user", subject=sub, role=user.role, permissions=permissions_of(user.role), via=via,
+            session_id=sid, token_id=jti, expires_at=int(claims["exp"]),
+        )
 
     async def signed_request(
         self, *, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes, authorization: str

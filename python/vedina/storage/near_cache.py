@@ -41,6 +41,14 @@ class NearCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, key: str, depends_on: tuple[str, ...]) -> V | None:
+        """The cached value on a hit, else None (no load: the hot path's first try)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == self._invalidations.stamp(*depends_on) and entry[1] > time.monotonic():
+            self._hit.inc()
+            return entry[2]
+        return None
+
     async def get_or_load(self, key: str, depends_on: tuple[str, ...], load: Callable[[], Awaitable[V]]) -> V:
         stamp = self._invalidations.stamp(*depends_on)
         entry = self._entries.get(key)

@@ -5,7 +5,6 @@ pub mod gcra;
 pub mod shm;
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -38,14 +37,17 @@ pub struct RateDecision {
     pub reset_after: f64,
     /// False when the host table had no slot for the key (see `fail_open`).
     pub tracked: bool,
+    /// True when the host table evicted another live key to track this one.
+    pub evicted: bool,
 }
 
 #[pymethods]
 impl RateDecision {
     fn __repr__(&self) -> String {
         format!(
-            "RateDecision(allowed={}, limit={}, remaining={}, retry_after={}, reset_after={}, tracked={})",
-            py_bool(self.allowed), self.limit, self.remaining, self.retry_after, self.reset_after, py_bool(self.tracked)
+            "RateDecision(allowed={}, limit={}, remaining={}, retry_after={}, reset_after={}, tracked={}, evicted={})",
+            py_bool(self.allowed), self.limit, self.remaining, self.retry_after, self.reset_after, py_bool(self.tracked),
+            py_bool(self.evicted)
         )
     }
 }
@@ -55,8 +57,9 @@ fn py_bool(b: bool) -> &'static str {
 }
 
 impl RateDecision {
-    fn from_decision(d: &Decision, tracked: bool) -> Self {
+    fn from_decision(d: &Decision, tracked: bool, evicted: bool) -> Self {
         RateDecision {
+            evicted,
             allowed: d.allowed,
             limit: d.limit,
             remaining: d.remaining,
@@ -79,10 +82,20 @@ fn params(limit: u64, period: f64, burst: u64, cost: u64) -> PyResult<Params> {
     Ok(Params::new(limit, period_ns, burst, cost)?)
 }
 
+/// CLOCK_MONOTONIC in ns: one clock for every process of the host, never stepped
+/// back by NTP or an operator (the wall clock can be, and a TAT would then lie).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0);
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
 fn now_ns(now: Option<f64>) -> PyResult<u64> {
     match now {
         Some(s) => seconds_to_ns("now", s),
-        None => Ok(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)),
+        None => Ok(monotonic_ns()),
     }
 }
 
@@ -107,7 +120,7 @@ impl HostRateLimiter {
     fn check(&self, key: &str, limit: u64, period: f64, burst: u64, cost: u64, now: Option<f64>) -> PyResult<RateDecision> {
         let p = params(limit, period, burst, cost)?;
         let checked = self.table.check(key, now_ns(now)?, &p, self.on_full);
-        Ok(RateDecision::from_decision(&checked.decision, checked.tracked))
+        Ok(RateDecision::from_decision(&checked.decision, checked.tracked, checked.evicted))
     }
 
     fn reset(&self, key: &str) {
@@ -141,7 +154,7 @@ impl HostRateLimiter {
 #[pyo3(signature = (tat_ns, now_ns, *, limit, period, burst, cost = 1))]
 fn gcra_decide(tat_ns: u64, now_ns: u64, limit: u64, period: f64, burst: u64, cost: u64) -> PyResult<(RateDecision, u64)> {
     let d = gcra::decide(tat_ns, now_ns, &params(limit, period, burst, cost)?);
-    Ok((RateDecision::from_decision(&d, true), d.new_tat_ns))
+    Ok((RateDecision::from_decision(&d, true, false), d.new_tat_ns))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -16,12 +16,24 @@
 //! * another key whose TAT <= now (that key is back at full burst, forgetting
 //!   it changes no decision): reclaimable. The first one met is reclaimed if
 //!   the key is not found in the window and no empty slot precedes it.
+//! * a window full of live keys (a flood of cheap keys: random emails, IPv6
+//!   prefixes): the key with the smallest TAT — the one closest to full burst,
+//!   whose forgetting changes least — is *evicted* and its slot handed over.
+//!   The table never stops limiting because it is full ([`Checked::evicted`]
+//!   says when it had to evict, for a metric).
 //!
 //! Reclaiming uses a marker so that a process still working on the old key
-//! cannot write its TAT into the new key's slot: CAS(tat: old -> RECLAIMING),
-//! store key = new hash, store tat = 0. A TAT update loads the TAT, then checks
-//! the key, then CASes the TAT: if the slot was reclaimed meanwhile, either the
-//! key check or the CAS fails and the lookup restarts.
+//! cannot write its TAT into the new key's slot: CAS(tat: old -> marker),
+//! store key = new hash, store tat = 0. The marker is the top bit plus the time
+//! it was set, so a marker left by a process killed between those stores is
+//! recognised once older than [`STALE_RECLAIM_NS`] and taken over. A TAT update
+//! loads the TAT, then checks the key, then CASes the TAT: if the slot was
+//! reclaimed meanwhile, either the key check or the CAS fails and the lookup
+//! restarts. A stored TAT far further ahead than any decision can set (the
+//! clock went back, or a table from before a reboot) counts as none.
+//!
+//! Time is the caller's: [`super::monotonic_ns`] (CLOCK_MONOTONIC, one clock
+//! for every process of the host, immune to wall-clock steps) by default.
 //!
 //! Known limits (documented, not hidden):
 //! * two processes inserting the same NEW key at the same instant, while the
@@ -31,8 +43,6 @@
 //!   another process's key check and its CAS (ABA): that request is then
 //!   charged to the new key once. Making key and TAT one 128-bit CAS would
 //!   close both; this table keeps 64-bit atomics for portability;
-//! * a process killed between the two stores of a reclaim (a few instructions)
-//!   leaves that slot marked until the file is recreated;
 //! * keys are hashed to 64 bits (SipHash-1-3 with the table's random key): two
 //!   keys with the same hash share a limit (probability ~ n^2 / 2^65), and
 //!   nobody without the file can choose keys that collide.
@@ -46,12 +56,26 @@ use crate::mapped::{Kind, MappedTable};
 
 use super::gcra::{self, Decision, Params};
 
-const KIND: Kind = Kind { magic: u64::from_le_bytes(*b"VEDGCRA1"), version: 2, words_per_slot: 2, name: "rate-limit table" };
+// Version 3: monotonic time and time-stamped reclaim markers (a version-2 table holds wall-clock TATs).
+const KIND: Kind = Kind { magic: u64::from_le_bytes(*b"VEDGCRA1"), version: 3, words_per_slot: 2, name: "rate-limit table" };
 /// Longest probe sequence: bounds the work per decision. A key whose window
 /// holds only live other keys finds the table "full".
 pub const MAX_PROBE: usize = 32;
-/// TAT value of a slot being handed to another key.
-const RECLAIMING: u64 = u64::MAX;
+/// Set in the TAT word of a slot being handed to another key; the low bits hold when.
+const RECLAIM_FLAG: u64 = 1 << 63;
+/// A handover takes a few instructions: a marker this old was left by a process that died.
+pub const STALE_RECLAIM_NS: u64 = 1_000_000_000;
+
+/// Slack before a TAT counts as impossibly far ahead (processes read the clock at slightly different times).
+const HORIZON_SLACK_NS: u64 = 60_000_000_000;
+
+fn reclaiming(tat: u64) -> bool {
+    tat & RECLAIM_FLAG != 0
+}
+
+fn stale_marker(tat: u64, now: u64) -> bool {
+    reclaiming(tat) && now.saturating_sub(tat & !RECLAIM_FLAG) > STALE_RECLAIM_NS
+}
 
 /// What happens when no slot can be found for a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +92,8 @@ pub struct Checked {
     pub decision: Decision,
     /// False when the table had no slot for the key (decision from [`OnFull`]).
     pub tracked: bool,
+    /// True when another live key was evicted to make room for this one.
+    pub evicted: bool,
 }
 
 pub struct SharedTable {
@@ -114,54 +140,62 @@ impl SharedTable {
         None
     }
 
-    /// The slot for `hash`, claiming an empty or reclaimable one if needed.
-    fn find_or_claim(&self, hash: u64, now: u64) -> Option<usize> {
+    /// The slot for `hash` (and whether a live key was evicted for it), claiming
+    /// an empty, expired or stale slot, or evicting the live key with the smallest TAT.
+    fn find_or_claim(&self, hash: u64, now: u64) -> Option<(usize, bool)> {
         'retry: for _ in 0..MAX_PROBE {
             let mut reclaimable = None;
+            let mut victim: Option<(usize, u64)> = None;
             for slot in self.window(hash) {
                 let key = self.key_at(slot).load(SeqCst);
                 if key == hash {
-                    return Some(slot);
+                    return Some((slot, false));
                 }
                 if key == 0 {
                     if let Some(slot) = reclaimable {
-                        if self.reclaim(slot, hash, now) {
-                            return Some(slot);
+                        if self.reclaim(slot, hash, now, false) {
+                            return Some((slot, false));
                         }
                         continue 'retry;
                     }
                     match self.key_at(slot).compare_exchange(0, hash, SeqCst, SeqCst) {
-                        Ok(_) => return Some(slot),
-                        Err(k) if k == hash => return Some(slot),
+                        Ok(_) => return Some((slot, false)),
+                        Err(k) if k == hash => return Some((slot, false)),
                         Err(_) => continue 'retry, // lost the slot to another key: rescan
                     }
                 }
                 let tat = self.tat_at(slot).load(SeqCst);
-                if reclaimable.is_none() && tat != RECLAIMING && tat <= now {
+                if reclaimable.is_none() && ((!reclaiming(tat) && tat <= now) || stale_marker(tat, now)) {
                     reclaimable = Some(slot);
                 }
+                if !reclaiming(tat) && victim.is_none_or(|(_, least)| tat < least) {
+                    victim = Some((slot, tat));
+                }
             }
-            // Window full of other keys: take the first expired one, if any.
-            return match reclaimable {
-                Some(slot) if self.reclaim(slot, hash, now) => Some(slot),
+            // Window full of other keys: take an expired one, else evict the least live.
+            if let Some(slot) = reclaimable {
+                if self.reclaim(slot, hash, now, false) {
+                    return Some((slot, false));
+                }
+                continue 'retry;
+            }
+            match victim {
+                Some((slot, _)) if self.reclaim(slot, hash, now, true) => return Some((slot, true)),
                 Some(_) => continue 'retry,
-                None => None,
-            };
+                None => return None, // every slot of the window is being handed over right now
+            }
         }
         None
     }
 
-    /// Hand `slot` (another key's, expired) to `hash`.
-    fn reclaim(&self, slot: usize, hash: u64, now: u64) -> bool {
+    /// Hand `slot` to `hash`: an expired key's (or, with `evict`, a live one's), or a stale marker.
+    fn reclaim(&self, slot: usize, hash: u64, now: u64, evict: bool) -> bool {
         let tat = self.tat_at(slot).load(SeqCst);
-        if tat == RECLAIMING || tat > now {
+        let takeable = if reclaiming(tat) { stale_marker(tat, now) } else { evict || tat <= now };
+        if !takeable || self.tat_at(slot).compare_exchange(tat, RECLAIM_FLAG | now, SeqCst, SeqCst).is_err() {
             return false;
         }
-        if self.tat_at(slot).compare_exchange(tat, RECLAIMING, SeqCst, SeqCst).is_err() {
-            return false;
-        }
-        // We own the slot until the TAT is stored again. The old TAT was in
-        // the past, so 0 ("full burst") describes the new key exactly.
+        // We own the slot until the TAT is stored again; 0 ("full burst") starts the new key.
         self.key_at(slot).store(hash, SeqCst);
         self.tat_at(slot).store(0, SeqCst);
         true
@@ -170,11 +204,20 @@ impl SharedTable {
     /// Decide a request for `key` at `now_ns` and record it when allowed.
     pub fn check(&self, key: &str, now_ns: u64, params: &Params, on_full: OnFull) -> Checked {
         let hash = self.table.hash(key);
+        // The furthest ahead a decision can leave a TAT, with room for callers whose `now`
+        // was read a little earlier than another's: beyond it, the stored value is not real.
+        let horizon = now_ns
+            .saturating_add(params.interval_ns.saturating_mul(params.burst).saturating_mul(2))
+            .saturating_add(HORIZON_SLACK_NS);
         'lookup: for _ in 0..1000 {
-            let Some(slot) = self.find_or_claim(hash, now_ns) else { break };
+            let Some((slot, evicted)) = self.find_or_claim(hash, now_ns) else { break };
             loop {
                 let tat = self.tat_at(slot).load(SeqCst);
-                if tat == RECLAIMING {
+                if reclaiming(tat) {
+                    if stale_marker(tat, now_ns) && self.key_at(slot).load(SeqCst) == hash {
+                        // A handover to this very key never finished: finish it.
+                        let _ = self.tat_at(slot).compare_exchange(tat, 0, SeqCst, SeqCst);
+                    }
                     std::hint::spin_loop();
                     continue 'lookup;
                 }
@@ -183,13 +226,13 @@ impl SharedTable {
                 if self.key_at(slot).load(SeqCst) != hash {
                     continue 'lookup;
                 }
-                let decision = gcra::decide(tat, now_ns, params);
+                let decision = gcra::decide(if tat > horizon { 0 } else { tat }, now_ns, params);
                 // A denied request (or cost 0) leaves the TAT alone.
                 if !decision.allowed || params.cost == 0 {
-                    return Checked { decision, tracked: true };
+                    return Checked { decision, tracked: true, evicted };
                 }
                 if self.tat_at(slot).compare_exchange_weak(tat, decision.new_tat_ns, SeqCst, SeqCst).is_ok() {
-                    return Checked { decision, tracked: true };
+                    return Checked { decision, tracked: true, evicted };
                 }
             }
         }
@@ -204,7 +247,7 @@ impl SharedTable {
                 ..untracked
             },
         };
-        Checked { decision, tracked: false }
+        Checked { decision, tracked: false, evicted: false }
     }
 
     /// Forget `key`: its next request starts from a full burst.
@@ -214,7 +257,7 @@ impl SharedTable {
             let tat = self.tat_at(slot);
             let mut current = tat.load(SeqCst);
             // Set 0 unless the slot is being reclaimed (then the key is gone anyway).
-            while current != RECLAIMING && self.key_at(slot).load(SeqCst) == hash {
+            while !reclaiming(current) && self.key_at(slot).load(SeqCst) == hash {
                 match tat.compare_exchange_weak(current, 0, SeqCst, SeqCst) {
                     Ok(_) => break,
                     Err(now) => current = now,
@@ -278,18 +321,48 @@ mod tests {
         for k in ["a", "b", "c", "d"] {
             assert!(!t.check(k, now, &p, OnFull::Deny).decision.allowed);
         }
-        // full: a fifth live key is refused or allowed per policy, untracked
-        let full = t.check("e", now, &p, OnFull::Deny);
-        assert!(!full.tracked && !full.decision.allowed);
-        let open = t.check("e", now, &p, OnFull::Allow);
-        assert!(!open.tracked && open.decision.allowed);
-        // one second later every TAT is in the past: "e" reclaims a slot and
-        // starts from a full burst; the reclaimed key also starts fresh later.
-        let later = now + S;
-        let e = t.check("e", later, &p, OnFull::Deny);
-        assert!(e.tracked && e.decision.allowed);
-        assert!(!t.check("e", later, &p, OnFull::Deny).decision.allowed);
+        // full of live keys: a fifth key evicts one and is limited like any other
+        let e = t.check("e", now, &p, OnFull::Allow);
+        assert!(e.tracked && e.evicted && e.decision.allowed);
+        let again = t.check("e", now, &p, OnFull::Allow);
+        assert!(again.tracked && !again.evicted && !again.decision.allowed, "tracked, so limited");
         assert_eq!(t.occupied(), 4);
+        // one second later every TAT is in the past: "f" reclaims a slot without evicting
+        let later = now + S;
+        let f = t.check("f", later, &p, OnFull::Deny);
+        assert!(f.tracked && !f.evicted && f.decision.allowed);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_handover_left_half_done_is_taken_over() {
+        let path = temp_path("stale");
+        let t = SharedTable::open(&path, 1).unwrap();
+        let p = Params::new(1, S, 1, 1).unwrap();
+        let now = 1_000 * S;
+        assert!(t.check("a", now, &p, OnFull::Deny).decision.allowed);
+        // A process died between the stores of a handover to "b": its marker stays.
+        t.tat_at(0).store(RECLAIM_FLAG | now, SeqCst);
+        let fresh = t.check("b", now + S / 2, &p, OnFull::Deny);
+        assert!(!fresh.tracked, "a fresh marker is respected");
+        let later = t.check("b", now + 2 * STALE_RECLAIM_NS, &p, OnFull::Deny);
+        assert!(later.tracked && later.decision.allowed, "a stale one is taken over");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_tat_beyond_any_decision_counts_as_none() {
+        let path = temp_path("horizon");
+        let t = SharedTable::open(&path, 8).unwrap();
+        let p = Params::new(1, S, 2, 1).unwrap();
+        let before_reboot = 10_000 * S;
+        assert!(t.check("k", before_reboot, &p, OnFull::Deny).decision.allowed);
+        assert!(t.check("k", before_reboot, &p, OnFull::Deny).decision.allowed);
+        assert!(!t.check("k", before_reboot, &p, OnFull::Deny).decision.allowed);
+        // A caller a little behind still sees the key's state...
+        assert!(!t.check("k", before_reboot - S, &p, OnFull::Deny).decision.allowed);
+        // ...but after the clock went back (a reboot, with a table kept on disk) it is not locked out.
+        assert!(t.check("k", 5 * S, &p, OnFull::Deny).decision.allowed);
         let _ = std::fs::remove_file(&path);
     }
 

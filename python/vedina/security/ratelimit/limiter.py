@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from vedina._native import HostRateLimiter
 from vedina.config import Settings
-from vedina.metrics import RATE_LIMIT_FALLBACKS
+from vedina.metrics import RATE_LIMIT_EVICTIONS, RATE_LIMIT_FALLBACKS
 from vedina.security.ratelimit.decision import Decision
 from vedina.security.ratelimit.policies import Policy
 from vedina.security.ratelimit.redis_gcra import RedisGCRA
@@ -60,6 +60,8 @@ class RateLimiter:
         d = self.host.check(
             f"{policy.name}:{principal}", limit=1, period=policy.period_seconds, burst=policy.burst, cost=cost
         )
+        if d.evicted:
+            RATE_LIMIT_EVICTIONS.inc()
         return Decision(d.allowed, d.limit, d.remaining, d.retry_after, d.reset_after, "host")
 
     async def decide(self, policy: Policy, principal: str, *, cost: int = 1) -> Decision:
@@ -91,7 +93,9 @@ class RateLimiter:
 
 def open_limiter(settings: Settings) -> RateLimiter:
     """The limiter of this process: call it in the worker, never before the fork."""
-    host = HostRateLimiter(settings.rate_limit_shm_path or default_shm_path(settings))
+    # A full probe window evicts its least live key; only if every slot of it is being handed
+    # over at that instant is there no slot, and then the request is refused, never let through.
+    host = HostRateLimiter(settings.rate_limit_shm_path or default_shm_path(settings), fail_open=False)
     cluster = None
     if settings.redis_url:
         import redis.asyncio as redis
