@@ -25,6 +25,12 @@
 //!   everything else `%XX` upper-case), then pairs are sorted by name, then
 //!   value. A `+` is a literal plus (encoded `%2B`), never a space: clients
 //!   must send spaces as `%20`, as AWS requires.
+//! * Clients disagree on those two rules, so a request verifies when its
+//!   signature matches any of the forms stock clients produce of the same raw
+//!   path and query: the URI encoded twice (AWS, botocore) or as sent (curl),
+//!   the query normalised as above (AWS's test suite, curl) or its pairs as
+//!   sent, sorted (botocore, which signs `x=a+b` as written). Every form is a
+//!   function of the bytes received, so no form lets anything be changed.
 //! * Payload: SHA-256 of the body. When `x-amz-content-sha256` is sent it
 //!   must equal that hash; `UNSIGNED-PAYLOAD` (and the streaming variants)
 //!   are refused, so a signature always covers the body.
@@ -319,6 +325,26 @@ fn canonical_header_value<S: AsRef<str>>(headers: &[(S, S)], name: &str) -> Opti
     out
 }
 
+/// The path as sent, dot and empty segments removed (curl's canonical URI).
+pub fn as_sent_uri(raw_path: &str) -> String {
+    if raw_path.is_empty() {
+        "/".to_owned()
+    } else {
+        remove_dot_segments(raw_path)
+    }
+}
+
+/// The query's `name=value` pairs as sent, sorted (botocore's canonical query).
+pub fn as_sent_query(raw_query: &str) -> String {
+    if raw_query.is_empty() {
+        return String::new();
+    }
+    let mut pairs: Vec<(&str, &str)> =
+        raw_query.split('&').map(|pair| pair.split_once('=').unwrap_or((pair, ""))).collect();
+    pairs.sort_unstable();
+    pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+}
+
 /// The canonical request for `signed_headers`; fails if a signed header is missing.
 pub fn canonical_request<S: AsRef<str>>(
     method: &str,
@@ -328,12 +354,30 @@ pub fn canonical_request<S: AsRef<str>>(
     signed_headers: &[String],
     payload_hash: &str,
 ) -> Result<String, SignatureFailure> {
+    canonical_request_of(
+        method,
+        &canonical_uri(raw_path),
+        &canonical_query(raw_query),
+        headers,
+        signed_headers,
+        payload_hash,
+    )
+}
+
+fn canonical_request_of<S: AsRef<str>>(
+    method: &str,
+    uri: &str,
+    query: &str,
+    headers: &[(S, S)],
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> Result<String, SignatureFailure> {
     let mut out = String::with_capacity(256);
     out.push_str(&method.to_ascii_uppercase());
     out.push('\n');
-    out.push_str(&canonical_uri(raw_path));
+    out.push_str(uri);
     out.push('\n');
-    out.push_str(&canonical_query(raw_query));
+    out.push_str(query);
     out.push('\n');
     for name in signed_headers {
         let Some(value) = canonical_header_value(headers, name) else {
@@ -500,17 +544,24 @@ pub fn verify<S: AsRef<str>>(
         }
     }
 
-    let creq = canonical_request(req.method, req.path, req.query, req.headers, &auth.signed_headers, &body_hash)?;
     let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let sts = string_to_sign(&amz_date, &scope, &creq);
     let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
-    let expected = hex::encode(hmac_sha256(&key, &[sts.as_bytes()]));
-    // Constant time: the comparison must not tell how many leading hex digits match.
-    if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(auth)
-    } else {
-        mismatch("signature does not match")
+    let mut uris = vec![canonical_uri(req.path), as_sent_uri(req.path)];
+    let mut queries = vec![canonical_query(req.query), as_sent_query(req.query)];
+    uris.dedup();
+    queries.dedup();
+    for uri in &uris {
+        for query in &queries {
+            let creq = canonical_request_of(req.method, uri, query, req.headers, &auth.signed_headers, &body_hash)?;
+            let sts = string_to_sign(&amz_date, &scope, &creq);
+            let expected = hex::encode(hmac_sha256(&key, &[sts.as_bytes()]));
+            // Constant time: the comparison must not tell how many leading hex digits match.
+            if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
+                return Ok(auth);
+            }
+        }
     }
+    mismatch("signature does not match")
 }
 
 /// Sign a request: returns the headers to add (`x-amz-date`,
@@ -652,6 +703,44 @@ mod tests {
             "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
         );
         assert_eq!(suite_signature("POST", "/", ""), "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
+    }
+
+    /// A signature over an explicit canonical URI and query, as a given client computes them.
+    fn signed_with(uri: &str, query: &str, now: i64) -> Vec<(String, String)> {
+        let date = format_amz_date(now);
+        let mut headers = vec![("Host".to_string(), "api.vedina.test".to_string()), ("X-Amz-Date".to_string(), date.clone())];
+        let signed = vec!["host".to_string(), "x-amz-date".to_string()];
+        let creq = canonical_request_of("GET", uri, query, &headers, &signed, &sha256_hex(b"")).unwrap();
+        let scope = format!("{}/eu-west-1/vedina/aws4_request", &date[..8]);
+        let sts = string_to_sign(&date, &scope, &creq);
+        let sig = hex::encode(hmac_sha256(&signing_key("s3cr3t", &date[..8], "eu-west-1", "vedina"), &[sts.as_bytes()]));
+        headers.push((
+            "Authorization".into(),
+            format!("AWS4-HMAC-SHA256 Credential=AK/{scope}, SignedHeaders=host;x-amz-date, Signature={sig}"),
+        ));
+        headers
+    }
+
+    #[test]
+    fn the_forms_stock_clients_sign_all_verify_and_nothing_else() {
+        let now = 1_700_000_000;
+        let expect = Expect { region: "eu-west-1", service: "vedina", now, max_skew: 300 };
+        // (path and query as received, the canonical URI and query one client or another signs)
+        let cases = [
+            ("/api/movies/a%20b", "x=a+b", "/api/movies/a%2520b", "x=a+b"), // botocore
+            ("/api/movies/a%20b", "x=a+b", "/api/movies/a%20b", "x=a%2Bb"), // curl
+            ("/api/movies/1", "b=2&a=1", "/api/movies/1", "a=1&b=2"),       // AWS suite order rule
+            ("/api/movies/1", "k=%e1%88%b4", "/api/movies/1", "k=%E1%88%B4"), // get-vanilla-utf8-query
+        ];
+        for (path, query, uri, canonical) in cases {
+            let headers = signed_with(uri, canonical, now);
+            let req = Request { method: "GET", path, query, headers: &headers, body: b"" };
+            assert!(verify(&req, "s3cr3t", &expect).is_ok(), "{uri} {canonical}");
+            let tampered = Request { query: "x=a+c", ..req };
+            assert!(verify(&tampered, "s3cr3t", &expect).is_err());
+            let other_path = Request { path: "/api/movies/2", ..req };
+            assert!(verify(&other_path, "s3cr3t", &expect).is_err());
+        }
     }
 
     #[test]

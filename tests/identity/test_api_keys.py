@@ -3,6 +3,7 @@ revocation, encrypted storage, batched last-used times."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 
@@ -196,3 +197,23 @@ def test_botocore_signed_query_with_a_space_verifies(server, admin):
     key = _new_key(server, admin)
     response = _botocore_get(server, key, server.base_url + "/api/auth/whoami?title=the%20color%20bars")
     assert response.status_code == 200, response.text
+
+
+def test_botocore_signs_a_literal_plus_and_an_encoded_path_as_sent(server, admin):
+    """Issue 8, item 5: botocore signs the query pairs as written and encodes the path twice."""
+    key = _new_key(server, admin)
+    plus = _botocore_get(server, key, server.base_url + "/api/auth/whoami?x=a+b&y=%2B1")
+    assert plus.status_code == 200, plus.text
+    spaced = _botocore_get(server, key, server.base_url + "/api/auth/who%20am%20i")
+    assert spaced.status_code == 404, spaced.text  # authenticated (not 401), then: no such route
+
+
+def test_curl_signs_a_literal_plus(server, admin):
+    key = _new_key(server, admin)
+    answer = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4",
+         f"aws:amz:{server.settings.sigv4_region}:vedina", "--user", f"{key['access_key_id']}:{key['secret']}",
+         f"{server.base_url}/api/auth/whoami?x=a+b"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    assert answer.stdout == "200"

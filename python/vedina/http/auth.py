@@ -71,11 +71,18 @@ def user_agent(request: Request) -> str:
 
 
 def _raw_query(request: Request) -> str:
-    # The SigV4 canonical query is built from decoded, sorted pairs, so
-    # re-encoding the parsed parameters yields the same canonical form — as
-    # long as a space becomes %20 (the verifier reads "+" as a literal plus).
-    # What is verified is then exactly what the handlers read.
+    """The query as received (the Granian bridge keeps it), else the parsed parameters
+    re-encoded (Robyn's own server), which canonicalise alike in the AWS form."""
+    raw = context_of(request).raw_query
+    if raw is not None:
+        return raw
     return urlencode(request.query_params.multi_items(), quote_via=quote)
+
+
+def _raw_path(request: Request) -> str:
+    # The server hands over the percent-decoded path; encoded again (RFC 3986) it is what a
+    # client sends for it, unless the client escaped characters that need none (%31 for 1).
+    return quote(request.url.path, safe="/")
 
 
 def authenticate(state):
@@ -114,7 +121,7 @@ async def _principal(authenticator, request: Request, authorization: str | None)
         if scheme == SIGV4_SCHEME:
             body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
             return await authenticator.signed_request(
-                method=request.method, path=request.url.path, query=_raw_query(request),
+                method=request.method, path=_raw_path(request), query=_raw_query(request),
                 headers=list(request.headers.multi_items()),
                 body=body, authorization=authorization,
             )

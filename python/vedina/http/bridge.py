@@ -43,6 +43,7 @@ from robyn.router import _cast_before_request_return
 from vedina._native import Router
 from vedina.errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from vedina.http import sendfile
+from vedina.http.context import RequestContext
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.http.routes import RouteTable, method_name
 
@@ -193,7 +194,9 @@ class RSGIBridge:
             form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         host = scope.authority or headers.get("host") or ""
         client = scope.client.rsplit(":", 1)[0] if scope.client else None
-        return Request(query, headers, {}, body, scope.method, Url(scope.scheme, host, scope.path), form, {}, None, client)
+        request = Request(query, headers, {}, body, scope.method, Url(scope.scheme, host, scope.path), form, {}, None, client)
+        request.session = RequestContext("", 0.0, raw_query=scope.query_string)
+        return request
 
     async def _respond(self, scope: Any, protocol: Any) -> Response | StreamingResponse:
         method, path = scope.method, scope.path

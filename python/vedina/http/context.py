@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 
 class RequestContext:
-    __slots__ = ("request_id", "started", "principal", "refusal", "rate_headers")
+    __slots__ = ("request_id", "started", "principal", "refusal", "rate_headers", "raw_query")
 
-    def __init__(self, request_id: str, started: float) -> None:
+    def __init__(self, request_id: str, started: float, *, raw_query: str | None = None) -> None:
         self.request_id = request_id
         self.started = started  # time.perf_counter() when the request entered the app
+        # The query string exactly as received (the Granian bridge knows it; Robyn's server does not).
+        self.raw_query = raw_query
         self.principal: Principal | None = None  # set by authentication
         # Credentials the client sent and we refused: answered after the rate
         # limiter has counted the request (guessing is throttled).

@@ -56,7 +56,11 @@ def begin(request: Request) -> Request:
     incoming = request.headers.get(REQUEST_ID)
     if not incoming or not _SAFE_REQUEST_ID.match(incoming):
         incoming = new_request_id()
-    request.session = RequestContext(incoming, started)
+    context = request.session
+    if isinstance(context, RequestContext):  # begun by the server bridge
+        context.request_id, context.started = incoming, started
+    else:
+        request.session = RequestContext(incoming, started)
     request_id_var.set(incoming)
     return request
 
