@@ -12,7 +12,7 @@ import logging
 from robyn import Robyn, SubRouter
 from robyn.argument_parser import Config
 
-from vedina.api import api_keys, auth, health, media, movies, users, webhooks
+from vedina.api import api_keys, auth, docs, health, media, movies, users, webhooks
 from vedina.config import Settings, load_settings
 from vedina.errors import AppError, MethodNotAllowed, NotFound, translate
 from vedina.http import middleware, sendfile
@@ -84,10 +84,10 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
         router = _sub_router(prefix, tags)
         module.register(router, state)
         app.include_router(router)
-    # OpenAPI routes now, so the route table has them; Robyn.start() and the
-    # bridge would otherwise add them later (disable_openapi stops the repeat).
+    # Our own /docs and /openapi.json (Swagger UI served from here, not a CDN), added now so the
+    # route table has them; disable_openapi stops Robyn.start() and the bridge adding Robyn's.
     if not app.config.disable_openapi and app.openapi is not None:
-        app._add_openapi_routes()
+        docs.register(app)
         app.config.disable_openapi = True
     _add_head_routes(app)
     _register_not_found(app, state)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from vedina.config import Settings, webhook_secret_map
 from vedina.jobs import mail, media_probe, webhook_received
 from vedina.security.csrf import CsrfTokens
+from vedina.security.devices import DeviceTokens
 from vedina.security.jwt_keys import TokenKeys, build_token_keys
 from vedina.security.keys import derive_key
 from vedina.security.secretbox import SecretBox
@@ -108,7 +109,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     token_keys = build_token_keys(settings)
     sessions = SessionService(
         engine=engine, users=users, sessions=SessionRepository(engine), auth_state=auth_state, token_keys=token_keys,
-        login_guard=LoginGuard(settings),
+        devices=DeviceTokens(derive_key(settings.session_secret, "device")), login_guard=LoginGuard(settings),
     )
     key_rows = ApiKeyRepository(engine)
     api_keys = ApiKeyService(

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+from vedina.background import Background
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -81,7 +82,7 @@ class RequestRecorder:
         self._counts: dict[tuple[str, str, int], int] = {}
         self._latencies: dict[tuple[str, str], list] = {}  # -> [sum, count per bucket]
         self._bounds = LATENCY._upper_bounds  # the histogram's buckets, +Inf last
-        self._task: asyncio.Task | None = None
+        self._task = Background("request metrics")
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -107,20 +108,15 @@ class RequestRecorder:
                     child._buckets[index].inc(count)
 
     def start(self) -> None:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(self.interval)
-                self.flush()
+        self._task.start(self._loop)
 
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(loop())
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.flush()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self.flush()
 
 

@@ -39,7 +39,7 @@ class IdentityServer:
     def register(self, http: httpx.Client, *, name: str = "Tester") -> str:
         address = f"user-{uuid.uuid4().hex[:12]}@example.org"
         response = http.post("/api/auth/register", json={"email": address, "password": PASSWORD, "display_name": name})
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
         return address
 
     def login(self, http: httpx.Client, address: str, *, password: str = PASSWORD, **extra) -> httpx.Response:
@@ -58,15 +58,22 @@ class IdentityServer:
 
     def mail_token(self, address: str, subject: str, *, timeout: float = 30) -> str:
         """The token in the newest email to ``address`` with ``subject`` (written by the mail job)."""
+        return re.search(r"Token: (\S+)", self.mail_body(address, subject, timeout=timeout)).group(1)
+
+    def mail_body(self, address: str, subject: str, *, timeout: float = 30) -> str:
+        """The text of the newest email to ``address`` with ``subject``."""
         folder = Path(self.env["DATA_DIR"], "mail")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for path in sorted(folder.glob("*.eml"), reverse=True) if folder.exists() else []:
                 message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
                 if message["To"] == address and message["Subject"] == subject:
-                    return re.search(r"Token: (\S+)", message.get_content()).group(1)
+                    return message.get_content()
             time.sleep(0.2)
         raise TimeoutError(f"no email {subject!r} to {address}")
+
+    def count_where(self, table, condition) -> int:
+        return self.query(sa.select(sa.func.count().label("n")).select_from(table).where(condition))[0]["n"]
 
     def query(self, statement) -> list[dict]:
         async def run():

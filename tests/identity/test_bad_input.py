@@ -81,7 +81,7 @@ def test_sql_and_html_are_stored_verbatim_and_served_as_json(server, text):
     with server.client() as http:
         address = _address()
         created = http.post("/api/auth/register", json={"email": address, "password": PASSWORD, "display_name": text})
-        assert created.status_code == 201
+        assert created.status_code == 202
         me = http.get("/api/users/me", headers=bearer(server.token(http, address)))
     assert me.json()["display_name"] == text
     assert me.headers["content-type"] == "application/json" and me.headers["x-content-type-options"] == "nosniff"
@@ -99,15 +99,21 @@ def test_bad_profile_update_changes_nothing(server):
         assert http.get("/api/users/me", headers=token).json()["display_name"] == "Before"
 
 
-def test_duplicate_email_is_409_after_normalisation(server):
+def test_registering_a_taken_address_looks_like_a_new_one_and_tells_the_owner(server):
+    """No account enumeration (issue 8, item 7): same status and body; the owner gets an email."""
     with server.client() as http:
         address = server.register(http)
         again = http.post("/api/auth/register", json={"email": "  " + address.upper(), "password": PASSWORD, "display_name": "Dup"})
-    # Surrounding spaces fail the pattern (422); the same address in capitals is the same account (409).
-    assert again.status_code == 422
-    with server.client() as http:
-        again = http.post("/api/auth/register", json={"email": address.upper(), "password": PASSWORD, "display_name": "Dup"})
-    assert again.status_code == 409 and again.json()["error"]["details"]["field"] == "email"
+        # Surrounding spaces fail the pattern (422); the same address in capitals is the same account.
+        assert again.status_code == 422
+        taken = http.post("/api/auth/register", json={"email": address.upper(), "password": PASSWORD, "display_name": "Dup"})
+        fresh_address = _address()
+        fresh = http.post("/api/auth/register", json={"email": fresh_address, "password": PASSWORD, "display_name": "New"})
+    assert taken.status_code == fresh.status_code == 202
+    assert set(taken.json()) == set(fresh.json()) and taken.json()["email"] == address
+    assert {k: v for k, v in taken.json().items() if k != "email"} == {k: v for k, v in fresh.json().items() if k != "email"}
+    assert server.count_where(users, users.c.email == address) == 1
+    assert "already has" in server.mail_body(address, "Someone tried to create an account with your address")
 
 
 def test_bad_admin_query_parameters_are_422(server):

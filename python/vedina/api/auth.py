@@ -9,7 +9,7 @@ client must echo in ``X-CSRF-Token`` on every unsafe request.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from robyn import Request, Response, SubRouter
@@ -29,6 +29,8 @@ from vedina.http.auth import (
 )
 from vedina.http.responses import json_response
 from vedina.security.csrf import COOKIE as CSRF_COOKIE
+from vedina.security.devices import COOKIE as DEVICE_COOKIE
+from vedina.security.devices import LIFETIME_SECONDS as DEVICE_LIFETIME
 from vedina.services.sessions import ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, TokenPair
 from vedina.state import AppState
 
@@ -43,6 +45,8 @@ class Login(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     email: Email
     password: Password
     session: Literal["bearer", "cookie"] = "bearer"
+    # From an earlier login on this device (apps; browsers send the vedina_device cookie).
+    device_token: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 class Refresh(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -98,12 +102,13 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.post("/register", openapi_name="Create an account")
     async def register_account(request: Request):
         """Email (normalised, unique), password (10+ characters, not a common one), display name.
-        A verification email is queued."""
+        Always 202 with the same body: a new address gets its account and a verification email,
+        an address that has an account gets an email to its owner (no account enumeration)."""
         body = decode_body(request, Register)
-        user = await state.services.accounts.register(
+        registration = await state.services.accounts.register(
             email=body.email, password=body.password, display_name=body.display_name
         )
-        return json_response(user, status=201)
+        return json_response(registration, status=202)
 
     @router.post("/login", openapi_name="Log in (bearer tokens or cookies)")
     async def login(request: Request):
@@ -111,9 +116,13 @@ def register(router: SubRouter, state: AppState) -> None:
         A failed login never says whether the email exists."""
         body = decode_body(request, Login)
         pair = await state.services.sessions.login(
-            email=body.email, password=body.password, user_agent=user_agent(request), ip=client_ip(request, state.proxies)
+            email=body.email, password=body.password, user_agent=user_agent(request), ip=client_ip(request, state.proxies),
+            device_token=body.device_token or read_cookie(request, DEVICE_COOKIE),
         )
-        return _cookie_answer(state, pair) if body.session == "cookie" else json_response(pair)
+        response = _cookie_answer(state, pair) if body.session == "cookie" else json_response(pair)
+        response.set_cookie(DEVICE_COOKIE, pair.device_token, path=REFRESH_COOKIE_PATH, max_age=DEVICE_LIFETIME,
+                            http_only=True, secure=True, same_site="Lax")
+        return response
 
     @router.post("/refresh", openapi_name="Exchange a refresh token for new tokens")
     async def refresh(request: Request):

@@ -31,6 +31,12 @@ _TEMPLATES = {
         "{base}/verify-email?token={token}\n\nor by sending this token to POST /api/auth/verify-email:\n\n"
         "Token: {token}\n\nThe link is valid for 48 hours.\n",
     ),
+    tokens.ACCOUNT_EXISTS: (
+        "Someone tried to create an account with your address",
+        "Hello {name},\n\nsomeone tried to create a Vedina account with this email address, which already has\n"
+        "one. If it was you, log in instead, or reset your password at\n\n{base}/reset-password\n\n"
+        "If it was not you, nothing has changed and you can ignore this email.\n",
+    ),
     tokens.RESET_PASSWORD: (
         "Reset your password",
         "Hello {name},\n\nsomeone (hopefully you) asked to reset your Vedina password. Open this link:\n\n"
@@ -59,8 +65,10 @@ def handler(*, settings: Settings, users: UserRepository, engine: AsyncEngine, t
             return  # deleted or suspended since: send nothing
         if template == tokens.VERIFY_EMAIL and user["email_verified_at"] is not None:
             return
-        async with engine.begin() as conn:
-            token = await tokens.issue(conn, user_id=user_id, purpose=template)
+        token = ""
+        if template != tokens.ACCOUNT_EXISTS:
+            async with engine.begin() as conn:
+                token = await tokens.issue(conn, user_id=user_id, purpose=template)
         await transport.send(
             render(settings, template=template, to=user["email"], name=user["display_name"], token=token)
         )

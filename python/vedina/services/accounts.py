@@ -42,6 +42,14 @@ class UserPublic(msgspec.Struct, kw_only=True):
     created_at: datetime
 
 
+class Registration(msgspec.Struct, kw_only=True):
+    """The answer to a registration: the same whether the address was new or not (no enumeration)."""
+
+    status: str = "pending_verification"
+    email: str
+    message: str = "Check your inbox: we sent a message to this address."
+
+
 class UserList(msgspec.Struct, kw_only=True):
     items: list[UserPublic]
     total: int
@@ -69,7 +77,11 @@ class AccountService:
 
     # -- self service ------------------------------------------------------------
 
-    async def register(self, *, email: str, password: str, display_name: str) -> UserPublic:
+    async def register(self, *, email: str, password: str, display_name: str) -> Registration:
+        """A new address gets an account and a verification email; an address that already has an
+        account gets nothing but an email to its owner. The caller's answer is the same either way,
+        after the same work (the password is hashed in both cases), so registration does not tell
+        who has an account."""
         email = normalise_email(email)
         check_policy(password, email=email)
         password_hash = await hash_password_async(password)
@@ -81,8 +93,12 @@ class AccountService:
                 )
                 await enqueue(conn, topic=MAIL_TOPIC, payload={"template": tokens.VERIFY_EMAIL, "user_id": user_id})
         except IntegrityError:
-            raise Conflict("An account with this email already exists", details={"field": "email"}) from None
-        return await self.get(user_id=user_id)
+            owner = await self._users.get_credentials(email=email)
+            if owner is not None and owner["status"] == "active":
+                async with self._engine.begin() as conn:
+                    await enqueue(conn, topic=MAIL_TOPIC,
+                                  payload={"template": tokens.ACCOUNT_EXISTS, "user_id": owner["id"]})
+        return Registration(email=email)
 
     async def get(self, *, user_id: int) -> UserPublic:
         key, depends_on = str(user_id), (user_key(user_id),)

@@ -23,6 +23,7 @@ from datetime import datetime
 import msgspec
 
 from vedina._native import SignatureError, parse_sigv4_authorization, verify_sigv4
+from vedina.background import Background
 from vedina.errors import NotFound, Unauthorized
 from vedina.security.secretbox import SecretBox, SecretBoxError
 from vedina.storage.api_keys import ApiKeyRepository
@@ -83,7 +84,7 @@ class UsageRecorder:
         self._repository = repository
         self._interval = interval
         self._pending: dict[int, datetime] = {}
-        self._task: asyncio.Task | None = None
+        self._task = Background("api key usage")
 
     def record(self, key_id: int) -> None:
         self._pending[key_id] = utcnow()
@@ -99,22 +100,18 @@ class UsageRecorder:
         return len(pending)
 
     def start(self) -> None:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(self._interval)
-                try:
-                    await self.flush()
-                except Exception:
-                    log.exception("writing API key last-used times failed")
+        self._task.start(self._loop)
 
-        self._task = asyncio.get_running_loop().create_task(loop())
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("writing API key last-used times failed")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         with contextlib.suppress(Exception):
             await self.flush()
 

@@ -8,15 +8,22 @@ after the (slow) password check would let a burst of concurrent guesses all
 pass the check first. When nothing is left, the attempt is refused with 429
 without looking at the password. The key is a hash of the normalised email,
 so unknown and known emails behave alike.
+
+An attempt that carries a valid device token for the account (a device that
+logged in before, :mod:`vedina.security.devices`) is charged to that device's
+own budget instead: a flood of wrong passwords cannot lock the owner's devices
+out. The trade-off: a stolen device token buys its holder one device's budget
+of guesses (it still needs the password), and a new device of the owner waits
+like everyone else while the account is under attack.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 from vedina.config import RATE_LIMIT_VARS, Settings, parse_rate
 from vedina.errors import TooManyRequests
+from vedina.security.devices import account_of
 from vedina.security.ratelimit.limiter import process_limiter
 from vedina.security.ratelimit.policies import Policy
 
@@ -33,15 +40,13 @@ class LoginGuard:
     def enabled(self) -> bool:
         return self._policy is not None and self._settings.rate_limit_enabled
 
-    @staticmethod
-    def _key(email: str) -> str:
-        return "email:" + hashlib.sha256(email.encode()).hexdigest()[:32]
-
-    async def attempt(self, email: str) -> None:
-        """Charge one attempt for this account; 429 when none is left."""
+    async def attempt(self, email: str, *, device: str | None = None) -> None:
+        """Charge one attempt for this account (or for ``device``, a known device of
+        it: see the module docs); 429 when none is left."""
         if not self.enabled:
             return
-        decision = await process_limiter(self._settings).decide(self._policy, self._key(email), cost=1)
+        key = f"device:{device}" if device else f"email:{account_of(email)}"
+        decision = await process_limiter(self._settings).decide(self._policy, key, cost=1)
         if not decision.allowed:
             wait = max(1, math.ceil(decision.retry_after))
             raise TooManyRequests(

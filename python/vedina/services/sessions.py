@@ -18,6 +18,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.errors import Forbidden, NotFound, Unauthorized
+from vedina.security.devices import DeviceTokens
 from vedina.security.jwt_keys import TokenKeys
 from vedina.security.passwords import hash_password_async, needs_rehash, verify_password_async
 from vedina.services.auth_state import AuthState
@@ -43,6 +44,8 @@ class TokenPair(msgspec.Struct, kw_only=True):
     refresh_expires_in: int = int(REFRESH_TOKEN_TTL.total_seconds())
     session_id: str
     user_id: int
+    # After a login: proof of this device for the next logins (kept by the client; see LoginGuard).
+    device_token: str | None = None
 
 
 class SessionPublic(msgspec.Struct, kw_only=True):
@@ -62,20 +65,24 @@ class SessionList(msgspec.Struct, kw_only=True):
 class SessionService:
     def __init__(
         self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionRepository, auth_state: AuthState,
-        token_keys: TokenKeys, login_guard: LoginGuard | None = None,
+        token_keys: TokenKeys, devices: DeviceTokens, login_guard: LoginGuard | None = None,
     ) -> None:
         self._login_guard = login_guard
+        self._devices = devices
         self._engine = engine
         self._users = users
         self._sessions = sessions
         self._state = auth_state
         self._keys = token_keys
 
-    async def login(self, *, email: str, password: str, user_agent: str = "", ip: str = "") -> TokenPair:
-        """Same answer, after the same work, for an unknown email and a wrong password."""
+    async def login(
+        self, *, email: str, password: str, user_agent: str = "", ip: str = "", device_token: str | None = None
+    ) -> TokenPair:
+        """Same answer, after the same work, for an unknown email and a wrong password. A
+        successful login carries a device token for the next ones (see LoginGuard)."""
         email = normalise_email(email)
         if self._login_guard is not None:
-            await self._login_guard.attempt(email)
+            await self._login_guard.attempt(email, device=self._devices.device_for(device_token, email))
         user = await self._users.get_credentials(email=email)
         usable = user is not None and user["status"] != "deleted"
         if not await verify_password_async(user["password_hash"] if usable else None, password) or not usable:
@@ -92,7 +99,8 @@ class SessionService:
             pair = await self._issue(conn, user_id=user["id"], role=user["role"], family_id=family_id,
                                      started_at=utcnow(), user_agent=user_agent, ip=ip)
         await self._state.mark_session_active(family_id, user_id=user["id"])
-        return pair
+        known = device_token if self._devices.device_for(device_token, email) else self._devices.issue(email)
+        return msgspec.structs.replace(pair, device_token=known)
 
     async def refresh(self, *, refresh_token: str, user_agent: str = "", ip: str = "") -> TokenPair:
         reused = None

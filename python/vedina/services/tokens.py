@@ -20,6 +20,8 @@ from vedina.storage.users import OneTimeTokenRepository
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
+# Not a token: tells an account's owner that someone tried to register their address.
+ACCOUNT_EXISTS = "account_exists"
 LIFETIMES = {VERIFY_EMAIL: timedelta(days=2), RESET_PASSWORD: timedelta(minutes=30)}
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vedina._native import GenerationTable
+from vedina.background import Background
 from vedina.config import Settings
 from vedina.metrics import INVALIDATION_LEASE_LOST
 from vedina.storage.host_files import host_file
@@ -109,7 +110,7 @@ class RedisInvalidations(HostInvalidations):
         self._redis = redis
         self._channel = channel
         self._trusted_until = 0.0
-        self._task: asyncio.Task | None = None
+        self._task = Background("invalidation subscription")
         self.subscribed = asyncio.Event()
 
     @property
@@ -126,18 +127,13 @@ class RedisInvalidations(HostInvalidations):
         await self._redis.publish(self._channel, "\n".join(keys).encode())
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._listen())
+        self._task.start(self._listen)
 
     async def ready(self) -> None:
         await self.subscribed.wait()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self._trusted_until = 0.0
 
     async def _listen(self) -> None:

@@ -19,7 +19,6 @@ file), backing off while the broker is down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from vedina.background import Background
 from vedina.storage.broker import Broker, BrokerUnavailable
 from vedina.storage.clock import utcnow
 from vedina.storage.rows import plain
@@ -188,18 +188,13 @@ class RelayLoop:
         self.interval = interval
         self.max_backoff = max_backoff
         self._chores = chores
-        self._task: asyncio.Task | None = None
+        self._task = Background("outbox relay")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.start(self._run)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self.lock.release()
 
     async def _run(self) -> None:
