@@ -8,7 +8,8 @@ seconds while the server keeps answering.
 - RabbitMQ (``rabbitmqctl stop_app``): registrations go on (201), /ready says
   the broker is down, and every verification email is sent once it is back:
   the outbox counts no attempt against a broker outage.
-- The database (a server whose DB_PORT answers nothing): 503 with Retry-After.
+- The database (cut off by a TCP proxy in between): 503 with Retry-After for
+  what needs it, cached reads go on, and it recovers when the network does.
 """
 
 from __future__ import annotations
@@ -147,18 +148,30 @@ def test_a_broker_outage_loses_no_email(live_data, tmp_path):
         live.stop()
 
 
-def test_a_database_outage_is_503_with_retry_after(live_data, tmp_path):
+def test_a_database_outage_is_503_and_recovers_by_itself(live_data, tmp_path):
+    """The database is cut off (a proxy in between closes every connection and stops listening):
+    what needs it is 503 with Retry-After, what is cached goes on, and it all recovers."""
     require_profile("real")
-    closed = free_port()  # nothing listens there
-    env = {**live_data("real"), "DATA_DIR": str(tmp_path), "DB_PORT": str(closed), "RATE_LIMIT_ENABLED": "false",
-           "RATE_LIMIT_SHM_PATH": str(tmp_path / "rl.shm"), "INVALIDATION_SHM_PATH": str(tmp_path / "gen.shm")}
-    live = LiveServer(server="granian", env=env, workers=2)
-    try:
-        with httpx.Client(base_url=live.base_url, timeout=30) as http:
-            assert http.get("/health").status_code == 200
-            assert_outage(http.get(f"/api/movies/{900_000 + uuid.uuid4().int % 100_000}"), "database")
-            assert_outage(http.post("/api/auth/login", json={"email": "x@example.org", "password": "y" * 12}), "database")
-            ready = http.get("/ready")
-            assert ready.status_code == 503 and ready.json()["error"]["details"]["database"] == "failed"
-    finally:
-        live.stop()
+    from tests.reliability.tcp_proxy import TcpProxy
+
+    with TcpProxy(target_port=int(live_data("real").get("DB_PORT", "3306"))) as proxy:
+        env = {**live_data("real"), "DATA_DIR": str(tmp_path), "DB_PORT": str(proxy.port), "RATE_LIMIT_ENABLED": "false",
+               "MEDIA_ROOT": str(Path(live_data("real")["DATA_DIR"], "media")),
+               "RATE_LIMIT_SHM_PATH": str(tmp_path / "rl.shm"), "INVALIDATION_SHM_PATH": str(tmp_path / "gen.shm")}
+        live = LiveServer(server="granian", env=env, workers=2)
+        try:
+            with httpx.Client(base_url=live.base_url, timeout=30) as http:
+                assert http.get("/api/movies/1").status_code == 200  # cached from now on
+                proxy.cut()
+                unknown = f"/api/movies/{900_000 + uuid.uuid4().int % 100_000}"
+                assert_outage(http.get(unknown), "database")
+                assert_outage(http.post("/api/auth/login", json={"email": "x@example.org", "password": "y" * 12}),
+                              "database")
+                ready = http.get("/ready")
+                assert ready.status_code == 503 and ready.json()["error"]["details"]["database"] == "failed"
+                assert [http.get("/api/movies/1").status_code for _ in range(5)] == [200] * 5  # from memory
+                proxy.restore()
+                wait_for(lambda: http.get(unknown).status_code == 404, 20, "the database again")
+                assert http.get("/ready").status_code == 200
+        finally:
+            live.stop()

@@ -92,6 +92,13 @@ class MemoryStore:
         return None
 
 
+# Built once (bound parameters, an expanding IN): see storage/movies.py.
+_GET_MANY = sa.select(kv_entries.c.key, kv_entries.c.value).where(
+    kv_entries.c.key.in_(sa.bindparam("keys", expanding=True)),
+    sa.or_(kv_entries.c.expires_at.is_(None), kv_entries.c.expires_at > sa.bindparam("now")),
+)
+
+
 class SqlStore:
     """Key-value rows in the database; expired rows are ignored and swept."""
 
@@ -107,12 +114,8 @@ class SqlStore:
             return (await conn.execute(query)).scalar_one_or_none()
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        query = sa.select(kv_entries.c.key, kv_entries.c.value).where(
-            kv_entries.c.key.in_(keys),
-            sa.or_(kv_entries.c.expires_at.is_(None), kv_entries.c.expires_at > now_ms()),
-        )
         async with self._engine.connect() as conn:
-            found = dict((await conn.execute(query)).tuples().all())
+            found = dict((await conn.execute(_GET_MANY, {"keys": keys, "now": now_ms()})).tuples().all())
         return [found.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:

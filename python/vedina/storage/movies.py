@@ -33,6 +33,16 @@ _ASSET_COLUMNS = (
 )
 
 
+# The statements of the read paths are built once (bound parameters): building a select costs
+# more Python than running it from SQLAlchemy's compiled-statement cache.
+_GET_MOVIE = sa.select(*_MOVIE_COLUMNS).where(movies.c.id == sa.bindparam("movie_id"))
+_MOVIE_ASSETS = (
+    sa.select(*_ASSET_COLUMNS).where(media_assets.c.movie_id == sa.bindparam("movie_id")).order_by(media_assets.c.id)
+)
+_GET_ASSET = sa.select(*_ASSET_COLUMNS).where(media_assets.c.id == sa.bindparam("asset_id"))
+_PAGE = sa.select(*_MOVIE_COLUMNS).order_by(movies.c.id).offset(sa.bindparam("offset")).limit(sa.bindparam("limit"))
+_COUNT = sa.select(sa.func.count()).select_from(movies)
+
 
 class MovieRepository:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -40,22 +50,17 @@ class MovieRepository:
 
     async def list(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """One page of movies ordered by id, and the total count."""
-        page = sa.select(*_MOVIE_COLUMNS).order_by(movies.c.id).offset(offset).limit(limit)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(page)).mappings().all()
-            total = (await conn.execute(sa.select(sa.func.count()).select_from(movies))).scalar_one()
+            rows = (await conn.execute(_PAGE, {"offset": offset, "limit": limit})).mappings().all()
+            total = (await conn.execute(_COUNT)).scalar_one()
         return [plain(r) for r in rows], total
 
     async def get(self, movie_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(*_MOVIE_COLUMNS).where(movies.c.id == movie_id))).mappings().first()
+            row = (await conn.execute(_GET_MOVIE, {"movie_id": movie_id})).mappings().first()
             if row is None:
                 return None
-            assets = (
-                await conn.execute(
-                    sa.select(*_ASSET_COLUMNS).where(media_assets.c.movie_id == movie_id).order_by(media_assets.c.id)
-                )
-            ).mappings().all()
+            assets = (await conn.execute(_MOVIE_ASSETS, {"movie_id": movie_id})).mappings().all()
         return {**plain(row), "assets": [plain(a) for a in assets]}
 
     async def get_by_slug(self, slug: str) -> dict[str, Any] | None:
@@ -65,7 +70,7 @@ class MovieRepository:
 
     async def get_asset(self, asset_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(*_ASSET_COLUMNS).where(media_assets.c.id == asset_id))).mappings().first()
+            row = (await conn.execute(_GET_ASSET, {"asset_id": asset_id})).mappings().first()
         return None if row is None else plain(row)
 
     @staticmethod

@@ -18,6 +18,12 @@ def _current(now: datetime):
     return sa.and_(sessions.c.rotated_at.is_(None), sessions.c.revoked_at.is_(None), sessions.c.expires_at > now)
 
 
+# Built once (bound parameters): see storage/movies.py.
+_ACTIVE_FAMILY = sa.select(sessions.c.user_id, sessions.c.expires_at).where(
+    sessions.c.family_id == sa.bindparam("family_id"), _current(sa.bindparam("now"))
+)
+
+
 class SessionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -33,11 +39,8 @@ class SessionRepository:
 
     async def active_family(self, family_id: str) -> dict[str, Any] | None:
         """The live head of ``family_id`` (user_id, expires_at), or None once revoked/expired."""
-        query = sa.select(sessions.c.user_id, sessions.c.expires_at).where(
-            sessions.c.family_id == family_id, _current(utcnow())
-        )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
+            row = (await conn.execute(_ACTIVE_FAMILY, {"family_id": family_id, "now": utcnow()})).mappings().first()
         return None if row is None else plain(row)
 
     @staticmethod

@@ -30,6 +30,9 @@ _PUBLIC = (
 
 
 
+_GET_USER = sa.select(*_PUBLIC).where(users.c.id == sa.bindparam("user_id"))  # built once: see storage/movies.py
+
+
 def _like(term: str) -> str:
     """A LIKE pattern matching ``term`` literally anywhere (``\\`` escapes)."""
     escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -42,7 +45,7 @@ class UserRepository:
 
     async def get(self, user_id: int) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(*_PUBLIC).where(users.c.id == user_id))).mappings().first()
+            row = (await conn.execute(_GET_USER, {"user_id": user_id})).mappings().first()
         return None if row is None else plain(row)
 
     async def get_credentials(self, *, email: str | None = None, user_id: int | None = None) -> dict[str, Any] | None:
