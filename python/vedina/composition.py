@@ -49,7 +49,7 @@ from vedina.storage.webhooks import WebhookEventRepository
 
 # Seconds a near-cache entry may live without any invalidation (a safety net:
 # invalidation is what normally ends it).
-PRINCIPAL_TTL = 300
+PRINCIPAL_TTL = 60  # no longer than the shared store keeps a user's state (auth_state.USER_STATE_TTL)
 PROFILE_TTL = 300
 CATALOG_TTL = 300
 MEDIA_TTL = 300

@@ -60,3 +60,22 @@ def test_request_ids_are_unique_and_differ_after_fork():
     os.waitpid(pid, 0)
     child_id = os.read(read, 64).decode()
     assert child_id[:16] != new_request_id()[:16]
+
+
+def test_a_plus_in_the_query_is_a_plus_as_signatures_read_it():
+    """RFC 3986 (and SigV4): "a+b" and "a%2Bb" are the same value, so swapping one for the
+    other in a signed request changes nothing a handler reads."""
+    from types import SimpleNamespace
+
+    from robyn import Robyn
+
+    from vedina.http.bridge import RSGIBridge
+    from vedina.http.context import context_of
+
+    bridge = RSGIBridge(Robyn(__file__))
+    for raw in ("x=a+b&y=%20c", "x=a%2Bb&y=%20c"):
+        scope = SimpleNamespace(query_string=raw, headers={"host": "t"}, authority="t", client="127.0.0.1:1",
+                                method="GET", scheme="http", path="/")
+        request = bridge._build_request(scope, b"")
+        assert request.query_params.get("x", None) == "a+b" and request.query_params.get("y", None) == " c"
+        assert context_of(request).raw_query == raw

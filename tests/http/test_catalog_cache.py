@@ -153,3 +153,23 @@ async def _assert_shared_copy_current(env: dict[str, str], movie_id: int, title:
         assert stored_version == version and msgspec.json.decode(body)["title"] == title
     finally:
         await client.aclose()
+
+
+def test_probing_unknown_movies_fills_no_cache(live_servers, live_data):
+    """A scan of ids costs database reads (rate limited), never cache entries."""
+    require_profile("real")
+    live = live_servers("granian", "real")
+    with httpx.Client(base_url=live.base_url, timeout=10) as http:
+        for movie_id in range(7_000_000, 7_000_020):
+            assert http.get(f"/api/movies/{movie_id}").status_code == 404
+
+    async def stored() -> list:
+        import redis.asyncio as redis
+
+        client = redis.from_url(live.env["REDIS_URL"])
+        try:
+            return [key async for key in client.scan_iter("vedina:cache:d:movie:70000*")]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(stored()) == []

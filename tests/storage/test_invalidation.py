@@ -259,3 +259,56 @@ async def test_shared_cache_without_redis_reads_the_database(redis_url):
 
     assert await cache.get_or_load("k", "k", load) == b"from the database"
     await dead.aclose()
+
+
+# -- review findings ---------------------------------------------------------------------------
+
+
+class Untrusted:
+    """An invalidation channel that is down: nothing may be trusted."""
+
+    def stamp(self, *keys):
+        return None
+
+
+async def test_an_untrusted_cache_shares_no_load(tmp_path):
+    cache = NearCache(Untrusted(), name="t", max_entries=10, ttl=60)
+    load = Loads(delay=0.02)
+    await asyncio.gather(*(cache.get_or_load("k", ("d",), load) for _ in range(5)))
+    assert load.count == 5 and len(cache) == 0  # each request read for itself; nothing kept
+
+
+async def test_a_cancelled_leader_does_not_fail_the_requests_that_joined_it(tmp_path):
+    cache = NearCache(HostInvalidations(table(tmp_path)), name="t", max_entries=10, ttl=60)
+    load = Loads(delay=0.05)
+    leader = asyncio.create_task(cache.get_or_load("k", ("d",), load))
+    await asyncio.sleep(0.01)
+    follower = asyncio.create_task(cache.get_or_load("k", ("d",), load))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    assert await follower == "v2"  # it loaded for itself
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+
+
+async def test_a_silent_reconnect_of_the_subscription_still_invalidates_everything(tmp_path, redis_url):
+    """A client that reconnects and resubscribes by itself (redis-py with retries) must not hide
+    the messages published while it was away: the new subscription withdraws trust and bumps all."""
+    import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    retrying = redis.from_url(redis_url, retry=Retry(NoBackoff(), 3), retry_on_error=[RedisConnectionError])
+    host = RedisInvalidations(table(tmp_path), retrying, channel="test:inv-silent")
+    try:
+        host.start()
+        await asyncio.wait_for(host.ready(), 5)
+        stamp = host.stamp("auth:deny:x")
+        killer = redis_client(redis_url)
+        await killer.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await killer.aclose()
+        await wait_until(lambda: host.stamp("auth:deny:x") not in (None, stamp), 5)
+    finally:
+        await host.close()
+        await retrying.aclose()

@@ -263,3 +263,22 @@ async def test_rabbitmq_redelivered_message_runs_its_handler_once(resources, rab
     await asyncio.wait_for(rabbit.consume({"mail": handle}, stop=stop), timeout=10)
     await asyncio.sleep(0.2)  # a late duplicate would have arrived by now
     assert recorder.seen == [{"user_id": 7}, {"user_id": 8}]
+
+
+async def test_a_message_busy_elsewhere_costs_no_attempt(resources):
+    """A job whose id another consumer holds (or held when it died) is not the message's failure."""
+    from vedina.storage.message_ledger import MessageLedger
+
+    ledger = MessageLedger(resources.engine)
+    recorder = Recorder()
+    relay = OutboxRelay(resources.engine, InProcessBroker({"mail": recorder}, ledger=ledger))
+    async with resources.engine.begin() as conn:
+        row_id = await enqueue(conn, topic="mail", payload={"n": 1})
+    assert await ledger.claim(f"outbox-{row_id}", "mail")  # someone else is running it
+    for _ in range(MAX_ATTEMPTS + 2):
+        assert await relay.relay_once() == 0
+    async with resources.engine.connect() as conn:
+        row = (await conn.execute(sa.select(outbox).where(outbox.c.id == row_id))).mappings().one()
+    assert row["attempts"] == 0 and row["published_at"] is None and "busy" in row["last_error"]
+    await ledger.release(f"outbox-{row_id}")  # that consumer gave up: the job runs here, once
+    assert await relay.relay_once() == 1 and recorder.seen == [{"n": 1}]

@@ -179,7 +179,9 @@ class RSGIBridge:
     def _build_request(self, scope: Any, body: bytes) -> Request:
         query = QueryParams()
         if scope.query_string:
-            for key, value in parse_qsl(scope.query_string, keep_blank_values=True):
+            # RFC 3986: "+" in a query is a plus, as SigV4 signs it (so what is verified is what
+            # handlers read: "a+b" and "a%2Bb" mean the same); spaces are sent as %20.
+            for key, value in parse_qsl(scope.query_string.replace("+", "%2B"), keep_blank_values=True):
                 query.set(key, value)
         items = scope.headers.items()
         unique = dict(items)

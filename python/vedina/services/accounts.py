@@ -188,10 +188,8 @@ class AccountService:
     async def set_role(self, *, actor_id: int, user_id: int, role: str) -> UserPublic:
         if actor_id == user_id:
             raise Conflict("Admins cannot change their own role")  # no accidental lock-out
-        user = await self._admin_target(user_id)
-        async with self._engine.begin() as conn:
-            await UserRepository.update(conn, user_id, role=role)
-        await self._state.publish_user_state(user_id, status=user.status, role=role)
+        await self._admin_target(user_id)
+        await self._change_state(user_id, role=role)
         log.info("role changed", extra={"user_id": user_id, "role": role, "by": actor_id})
         return await self.get(user_id=user_id)
 
@@ -199,13 +197,20 @@ class AccountService:
         """Takes effect on the user's next request, on every worker (see AuthState)."""
         if actor_id == user_id:
             raise Conflict("Admins cannot suspend themselves")
-        user = await self._admin_target(user_id)
+        await self._admin_target(user_id)
         status = "suspended" if suspended else "active"
-        async with self._engine.begin() as conn:
-            await UserRepository.update(conn, user_id, status=status)
-        await self._state.publish_user_state(user_id, status=status, role=user.role)
+        await self._change_state(user_id, status=status)
         log.info("user status changed", extra={"user_id": user_id, "status": status, "by": actor_id})
         return await self.get(user_id=user_id)
+
+    async def _change_state(self, user_id: int, **values: str) -> None:
+        """Update status or role and publish what the row holds *after* the update, read in the
+        same transaction: two concurrent changes can never leave a stale state published."""
+        async with self._engine.begin() as conn:
+            await UserRepository.update(conn, user_id, **values)
+            now = await UserRepository.status_and_role(conn, user_id)
+        if now is not None:
+            await self._state.publish_user_state(user_id, status=now[0], role=now[1])
 
     async def _admin_target(self, user_id: int) -> UserPublic:
         row = await self._users.get(user_id)
@@ -220,7 +225,5 @@ class AccountService:
         user = await self._users.get_credentials(email=normalise_email(email))
         if user is None:
             raise NotFound("No such user", details={"email": email})
-        async with self._engine.begin() as conn:
-            await UserRepository.update(conn, user["id"], role=Role(role).value)
-        await self._state.publish_user_state(user["id"], status=user["status"], role=role)
+        await self._change_state(user["id"], role=Role(role).value)
         return await self.get(user_id=user["id"])

@@ -75,8 +75,6 @@ class Document(msgspec.Struct, frozen=True):
         return cls(body=body, tag=hashlib.blake2b(body, digest_size=12).hexdigest())
 
 
-# The cached answer for a movie that does not exist: probing ids must not reach the database.
-_MISSING = b"null"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -105,23 +103,24 @@ class CatalogService:
 
     async def get_movie(self, *, movie_id: int) -> Document:
         key = f"movie:{movie_id}"
-        document = self._near.peek(key, (movie_key(movie_id),)) or await self._cached(
+        return self._near.peek(key, (movie_key(movie_id),)) or await self._cached(
             key, movie_key(movie_id), lambda: self._load_movie(movie_id)
         )
-        if document.body == _MISSING:
-            raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
-        return document
 
     async def _load_movie(self, movie_id: int) -> bytes:
         row = await self._movies.get(movie_id)
-        return _MISSING if row is None else _encode(_public(row, MovieDetail))
+        if row is None:  # not cached: probing ids must not fill the caches (the rate limit bounds the cost)
+            raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
+        return _encode(_public(row, MovieDetail))
 
     async def movies_changed(self, *movie_ids: int) -> None:
         """Drop every cached answer about these movies (and every page); call after the commit."""
         keys = (LIST_KEY, *map(movie_key, movie_ids))
-        if self._shared is not None:
-            await self._shared.invalidate(*keys)
-        await self._invalidations.publish(*keys)
+        try:
+            if self._shared is not None:
+                await self._shared.invalidate(*keys)
+        finally:  # this host at least, even when Redis fails (publish bumps it before anything else)
+            await self._invalidations.publish(*keys)
 
     async def _cached(self, key: str, depends_on: str, load: Callable[[], Awaitable[bytes]]) -> Document:
         cached = self._near.peek(key, (depends_on,))

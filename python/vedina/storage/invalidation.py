@@ -15,8 +15,12 @@ Two channels, both behind the same interface:
   and bumps its host's table on every message. Pub/sub can lose messages only
   when the subscription drops, so each worker holds a *lease*: the
   subscription is pinged every :data:`HEARTBEAT` seconds, and near caches are
-  trusted only until :data:`LEASE` seconds after the last answer (Redis
-  delivers a channel's messages before the answer to a later PING, in order).
+  trusted only until :data:`LEASE` seconds after the *sending* of the last
+  PING that was answered (Redis delivers a channel's messages before the answer
+  to a later PING, in order, so a slow link cannot stretch the bound).
+  The subscription has its own connection without automatic retries, and any
+  (re)subscription confirmation withdraws trust, so a reconnect can never hide
+  lost messages.
   Past the lease, :meth:`stamp` answers ``None`` and readers go to the shared
   store as if they had no cache; a new subscription invalidates everything
   (``bump_all``) before the lease is granted again. So a lost message cannot
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -105,9 +110,12 @@ class HostInvalidations:
 class RedisInvalidations(HostInvalidations):
     """Many hosts: the host table, fed by a Redis pub/sub subscription held under a lease."""
 
-    def __init__(self, table: GenerationTable, redis, *, channel: str = CHANNEL) -> None:  # redis: redis.asyncio.Redis
+    def __init__(self, table: GenerationTable, redis, *, subscriber=None, channel: str = CHANNEL) -> None:
+        """``redis`` publishes; ``subscriber`` (default: the same client) listens, and should
+        not retry by itself (see :func:`open_invalidations`). Both: redis.asyncio.Redis."""
         super().__init__(table)
         self._redis = redis
+        self._subscriber = subscriber if subscriber is not None else redis
         self._channel = channel
         self._trusted_until = 0.0
         self._task = Background("invalidation subscription")
@@ -135,6 +143,8 @@ class RedisInvalidations(HostInvalidations):
     async def close(self) -> None:
         await self._task.stop()
         self._trusted_until = 0.0
+        if self._subscriber is not self._redis:
+            await self._subscriber.aclose()
 
     async def _listen(self) -> None:
         backoff = 0.1
@@ -155,16 +165,20 @@ class RedisInvalidations(HostInvalidations):
                 backoff = 0.1
 
     async def _subscribed_loop(self) -> None:
-        pubsub = self._redis.pubsub()
+        pubsub = self._subscriber.pubsub()
+        pings: dict[bytes, float] = {}  # PING payload -> when it was sent
+        sequence = itertools.count()
         try:
             await pubsub.subscribe(self._channel)
-            next_ping = 0.0
+            next_ping = last_answer = time.monotonic()
             while True:
                 now = time.monotonic()
                 if now >= next_ping:
-                    await pubsub.ping()
+                    token = str(next(sequence)).encode()
+                    pings[token] = now
+                    await pubsub.ping(token)
                     next_ping = now + HEARTBEAT
-                    if self._trusted_until and now > self._trusted_until + 2 * LEASE:
+                    if now - last_answer > 3 * LEASE:
                         raise ConnectionError("no answer on the subscription")
                 message = await pubsub.get_message(timeout=HEARTBEAT)
                 if message is None:
@@ -172,13 +186,21 @@ class RedisInvalidations(HostInvalidations):
                 kind = message["type"]
                 if kind == "message":
                     self.table.bump(*message["data"].decode().split("\n"))
+                elif kind == "subscribe":
+                    # A (re)subscription: whatever was published while none was held is
+                    # unknown; trust returns, after bump_all, with the next answered PING.
+                    self._trusted_until = 0.0
                 elif kind == "pong":
+                    sent = pings.pop(message["data"], None)
+                    if sent is None:
+                        continue  # not one of ours
+                    for older in [t for t, at in pings.items() if at < sent]:
+                        del pings[older]
+                    last_answer = time.monotonic()
                     if not self._trusted_until:
-                        # A new subscription: whatever was published while none
-                        # was held is unknown, so nothing cached before is trusted.
                         self.table.bump_all()
                         self.subscribed.set()
-                    self._trusted_until = time.monotonic() + LEASE
+                    self._trusted_until = sent + LEASE
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -186,4 +208,14 @@ class RedisInvalidations(HostInvalidations):
 
 def open_invalidations(settings: Settings, redis=None) -> HostInvalidations:
     table = GenerationTable(str(default_table_path(settings)))
-    return HostInvalidations(table) if redis is None else RedisInvalidations(table, redis)
+    if redis is None:
+        return HostInvalidations(table)
+    import redis.asyncio as redis_asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    # No automatic reconnect on the subscription: a connection that failed must be seen
+    # to fail, so that the lease ends and the next subscription invalidates everything.
+    subscriber = redis_asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
+                                        retry=Retry(NoBackoff(), 0))
+    return RedisInvalidations(table, redis, subscriber=subscriber)

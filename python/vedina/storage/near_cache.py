@@ -28,6 +28,10 @@ from vedina.storage.invalidation import Invalidations
 V = TypeVar("V")
 
 
+class _LeaderGone(Exception):
+    """The request whose load others joined was cancelled before it finished."""
+
+
 class NearCache(Generic[V]):
     def __init__(self, invalidations: Invalidations, *, name: str, max_entries: int, ttl: float) -> None:
         self._invalidations = invalidations
@@ -56,16 +60,23 @@ class NearCache(Generic[V]):
             self._hit.inc()
             return entry[2]
         self._miss.inc()
+        if stamp is None:
+            # Untrusted (no invalidation channel right now): no sharing either, since a load
+            # that began before a revocation could not be told from one that began after.
+            return await load()
         flight = (key, stamp)
         pending = self._loads.get(flight)
         if pending is not None:
-            return await asyncio.shield(pending)
+            try:
+                return await asyncio.shield(pending)
+            except _LeaderGone:  # the request that was loading was cancelled: load for ourselves
+                return await self.get_or_load(key, depends_on, load)
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._loads[flight] = future
         try:
             value = await load()
         except BaseException as exc:
-            future.set_exception(exc)
+            future.set_exception(_LeaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody joined
             raise
         else:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vedina.background import Background
 from vedina.storage.broker import Broker, BrokerUnavailable
 from vedina.storage.clock import utcnow
+from vedina.storage.message_ledger import Busy
 from vedina.storage.rows import plain
 from vedina.storage.schema import outbox
 
@@ -78,6 +79,9 @@ class OutboxRelay:
             except BrokerUnavailable as exc:
                 await self._release([r["id"] for r in rows[index:]], error=str(exc), count_attempt=False)
                 raise
+            except Busy as exc:  # handled elsewhere right now (or by a consumer that died): not its failure
+                await self._release([row["id"]], error=f"busy: {exc}", count_attempt=False)
+                continue
             except Exception as exc:  # the message's own failure (a handler, in-process): counted
                 log.warning("outbox publish failed", extra={"outbox_id": row["id"], "error": str(exc)})
                 await self._release([row["id"]], error=str(exc), count_attempt=True)

@@ -86,6 +86,12 @@ class UserRepository:
         return int(result.inserted_primary_key[0])
 
     @staticmethod
+    async def status_and_role(conn: AsyncConnection, user_id: int) -> tuple[str, str] | None:
+        """What the account is now, read inside the caller's transaction."""
+        row = (await conn.execute(sa.select(users.c.status, users.c.role).where(users.c.id == user_id))).first()
+        return None if row is None else (row.status, row.role)
+
+    @staticmethod
     async def update(conn: AsyncConnection, user_id: int, **values: Any) -> bool:
         result = await conn.execute(sa.update(users).where(users.c.id == user_id).values(updated_at=utcnow(), **values))
         return result.rowcount > 0
