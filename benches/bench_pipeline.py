@@ -61,7 +61,7 @@ def pipeline(tmp_path_factory):
     """(event loop, Vedina's RSGI app, an access token) on a fresh embedded database with one movie."""
     data_dir = tmp_path_factory.mktemp("pipeline")
     env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "RATE_LIMIT_ENABLED": "false",
-           "SESSION_SECRET": "bench-pipeline-secret-0123456789abcdef"}
+           "SESSION_SECRET": "bench-pipeline-secret-0123456789abcdef", "REQUIRE_VERIFIED_EMAIL": "false"}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)  # create_rsgi_app reads the settings from the environment, as a worker does
     sys.argv = sys.argv[:1]  # Robyn reads the command line when an app is built

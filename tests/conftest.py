@@ -49,6 +49,8 @@ def profile_env(profile: str, data_dir: Path, *, database: str, redis_db: int, a
         "RATE_LIMIT_SHM_PATH": str(data_dir / "ratelimit.shm"),
         "INVALIDATION_SHM_PATH": str(data_dir / "generations.shm"),
         "SESSION_SECRET": SESSION_SECRET,
+        # Suites log in right after registering; tests/identity/test_verification.py turns it on.
+        "REQUIRE_VERIFIED_EMAIL": "false",
     }
     if profile == "real":
         env.update(

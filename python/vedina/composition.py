@@ -110,6 +110,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     sessions = SessionService(
         engine=engine, users=users, sessions=SessionRepository(engine), auth_state=auth_state, token_keys=token_keys,
         devices=DeviceTokens(derive_key(settings.session_secret, "device")), login_guard=LoginGuard(settings),
+        require_verified_email=settings.require_verified_email,
     )
     key_rows = ApiKeyRepository(engine)
     api_keys = ApiKeyService(

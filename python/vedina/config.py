@@ -73,6 +73,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_signing_keys: str = ""
     sigv4_region: str = "us-east-1"
     public_base_url: str = "http://localhost:8000"  # links in emails
+    # Log in only once the email is verified (else registering an address and logging in with
+    # the password one chose tells whether the address already had an account).
+    require_verified_email: bool = True
     mail_from: str = "Vedina <no-reply@vedina.invalid>"
     smtp_url: str = ""  # smtp[s]://user:password@host:port; empty: .eml files under DATA_DIR/mail
     # Inbound webhook secrets: "provider:secret,provider:secret2,..." (a provider
@@ -154,6 +157,7 @@ ENV_VARS: dict[str, str] = {
     "JWT_SIGNING_KEYS": "jwt_signing_keys",
     "SIGV4_REGION": "sigv4_region",
     "PUBLIC_BASE_URL": "public_base_url",
+    "REQUIRE_VERIFIED_EMAIL": "require_verified_email",
     "MAIL_FROM": "mail_from",
     "SMTP_URL": "smtp_url",
     "WEBHOOK_SECRETS": "webhook_secrets",

@@ -45,6 +45,11 @@ class IdentityServer:
     def login(self, http: httpx.Client, address: str, *, password: str = PASSWORD, **extra) -> httpx.Response:
         return http.post("/api/auth/login", json={"email": address, "password": password, **extra})
 
+    def verify(self, http: httpx.Client, address: str) -> None:
+        """Confirm the address with the token the verification email carries."""
+        token = self.mail_token(address, "Confirm your email address")
+        assert http.post("/api/auth/verify-email", json={"token": token}).status_code == 200
+
     def token(self, http: httpx.Client, address: str) -> str:
         response = self.login(http, address)
         assert response.status_code == 200, response.text

@@ -193,6 +193,13 @@ def register(router: SubRouter, state: AppState) -> None:
         body = decode_body(request, VerifyEmail)
         return json_response(await state.services.accounts.verify_email(token=body.token))
 
+    @router.post("/verify-email/request", openapi_name="Ask for a verification email (before logging in)")
+    async def request_verification(request: Request):
+        """Always 202, whether or not the email has an account waiting for verification."""
+        body = decode_body(request, ResetRequest)
+        await state.services.accounts.request_verification(email=body.email)
+        return json_response({"status": "accepted"}, status=202)
+
     @router.post("/verify-email/resend", openapi_name="Send the verification email again")
     @requires("account:self", csrf_tokens=csrf)
     async def resend_verification(request: Request):

@@ -170,6 +170,15 @@ class AccountService:
         await self._state.profile_changed(user_id)
         return await self.get(user_id=user_id)
 
+    async def request_verification(self, *, email: str) -> None:
+        """Queue a verification email if the address has an unverified account; the caller's
+        answer is the same either way (for someone who cannot log in before verifying)."""
+        user = await self._users.get_credentials(email=normalise_email(email))
+        if user is None or user["status"] != "active" or user["email_verified_at"] is not None:
+            return
+        async with self._engine.begin() as conn:
+            await enqueue(conn, topic=MAIL_TOPIC, payload={"template": tokens.VERIFY_EMAIL, "user_id": user["id"]})
+
     async def resend_verification(self, *, user_id: int) -> None:
         user = await self.get(user_id=user_id)
         if user.email_verified:

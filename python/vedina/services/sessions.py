@@ -66,7 +66,9 @@ class SessionService:
     def __init__(
         self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionRepository, auth_state: AuthState,
         token_keys: TokenKeys, devices: DeviceTokens, login_guard: LoginGuard | None = None,
+        require_verified_email: bool = True,
     ) -> None:
+        self._require_verified = require_verified_email
         self._login_guard = login_guard
         self._devices = devices
         self._engine = engine
@@ -86,6 +88,10 @@ class SessionService:
         user = await self._users.get_credentials(email=email)
         usable = user is not None and user["status"] != "deleted"
         if not await verify_password_async(user["password_hash"] if usable else None, password) or not usable:
+            raise Unauthorized(INVALID_LOGIN)
+        if self._require_verified and user["email_verified_at"] is None:
+            # The same answer as a wrong password: an address registered a moment ago by whoever
+            # chose this password must not tell whether it already had an account.
             raise Unauthorized(INVALID_LOGIN)
         if user["status"] == "suspended":
             raise Forbidden("This account is suspended")
