@@ -79,9 +79,7 @@ mod tests {
     use super::*;
 
     fn temp_path(name: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!("vedina-gen-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        p
+        crate::mapped::test_table_path("gen", name)
     }
 
     #[test]

@@ -216,6 +216,15 @@ impl From<ShmError> for pyo3::PyErr {
     }
 }
 
+/// A fresh path in the temporary directory for a table file of the tests (`kind` and `name`
+/// keep the tests of one run apart; the process id keeps runs apart).
+#[cfg(test)]
+pub(crate) fn test_table_path(kind: &str, name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("vedina-{kind}-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,9 +233,7 @@ mod tests {
     const KIND: Kind = Kind { magic: u64::from_le_bytes(*b"VEDTEST1"), version: 1, words_per_slot: 2, name: "test table" };
 
     fn temp_path(name: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!("vedina-mapped-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        p
+        test_table_path("mapped", name)
     }
 
     #[test]

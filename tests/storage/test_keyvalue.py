@@ -1,4 +1,4 @@
-"""The shared key-value store on both profiles (SQLite table / Redis) and the per-process cache."""
+"""The shared key-value store on both profiles (SQLite table / Redis)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vedina.storage.keyvalue import MemoryStore, SqlStore
+from vedina.storage.keyvalue import SqlStore
 
 
 async def test_set_get_delete(resources):
@@ -58,14 +58,6 @@ async def test_embedded_profile_shares_through_the_database(resources):
     await resources.shared.set("gone", b"x", ttl=0.05)
     await asyncio.sleep(0.1)
     assert await other_process_view.sweep() >= 1
-
-
-async def test_memory_store_is_bounded():
-    store = MemoryStore(max_entries=3)
-    for i in range(5):
-        await store.set(f"k{i}", b"v")
-    assert await store.get("k0") is None and await store.get("k1") is None
-    assert await store.get("k4") == b"v"
 
 
 @pytest.mark.parametrize("profile", ["embedded"], indirect=True)

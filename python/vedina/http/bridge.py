@@ -45,7 +45,7 @@ from vedina.errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from vedina.http import sendfile
 from vedina.http.context import RequestContext
 from vedina.http.responses import apply_standard_headers, error_response
-from vedina.http.routes import RouteTable, method_name
+from vedina.http.routes import UNMATCHED, RouteTable, method_name
 
 log = logging.getLogger(__name__)
 
@@ -224,10 +224,13 @@ class RSGIBridge:
             request = result if result is not None else request
 
         matched = self._routes.match(method, path)
+        context = request.session  # the RequestContext made in _build_request
         if matched is None:  # a method no route (not even the catch-all) has: TRACE, PROPFIND, ...
+            context.route_label = UNMATCHED
             response = error_response(self._unrouted(method, path))
         else:
             route, request.path_params = matched
+            context.route_label = route.label
             if route.handler is None:
                 response = _as_response(await _call(route.function, request))
             else:

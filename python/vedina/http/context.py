@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 
 
 class RequestContext:
-    __slots__ = ("request_id", "started", "principal", "refusal", "rate_headers", "raw_query")
+    __slots__ = ("request_id", "started", "principal", "refusal", "rate_headers", "raw_query", "route_label")
 
     def __init__(self, request_id: str, started: float, *, raw_query: str | None = None) -> None:
         self.request_id = request_id
         self.started = started  # time.perf_counter() when the request entered the app
         # The query string exactly as received (the Granian bridge knows it; Robyn's server does not).
         self.raw_query = raw_query
+        self.route_label: str | None = None  # the matched route's metrics label, when the server knows it
         self.principal: Principal | None = None  # set by authentication
         # Credentials the client sent and we refused: answered after the rate
         # limiter has counted the request (guessing is throttled).

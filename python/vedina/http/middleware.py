@@ -95,9 +95,11 @@ def record_metrics(routes: RouteTable, recorder: RequestRecorder):
     def record(request: Request, response: Response) -> Response:
         method = request.method
         method = method if method in METRIC_METHODS else "OTHER"
-        started = context_of(request).started
-        recorder.record(method, routes.template(method, request.url.path), response.status_code,
-                        time.perf_counter() - started if started else 0.0)
+        context = context_of(request)
+        # The bridge knows the route it matched; Robyn's own server does not tell.
+        label = context.route_label or routes.template(request.method, request.url.path)
+        recorder.record(method, label, response.status_code,
+                        time.perf_counter() - context.started if context.started else 0.0)
         return response
 
     return record

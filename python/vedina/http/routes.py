@@ -27,11 +27,12 @@ def method_name(route_type: Any) -> str:
 
 
 class Route:
-    __slots__ = ("method", "template", "function", "handler", "is_async")
+    __slots__ = ("method", "template", "label", "function", "handler", "is_async")
 
     def __init__(self, method: str, template: str, function: Any) -> None:
         self.method = method
         self.template = template
+        self.label = UNMATCHED if template == CATCH_ALL else template  # for metrics
         self.function = function  # Robyn's FunctionInfo: its wrapper injects arguments, formats, handles errors
         # The handler itself when it is ``handler(request)``: a caller that formats and
         # handles errors may skip Robyn's wrapper (the bridge does).
@@ -71,10 +72,7 @@ class RouteTable:
     def template(self, method: str, path: str) -> str:
         """A bounded metrics label: the matched route's template, or ``unmatched``."""
         found = self._router.lookup(method, path)
-        if found is None:
-            return UNMATCHED
-        template = self._routes[found[0]].template
-        return UNMATCHED if template == CATCH_ALL else template
+        return UNMATCHED if found is None else self._routes[found[0]].label
 
     def allowed_methods(self, path: str) -> list[str]:
         """Methods with a real route (not the catch-all) for ``path``: a 405's ``Allow``."""

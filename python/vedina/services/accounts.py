@@ -123,12 +123,8 @@ class AccountService:
         values: dict = {"status": "deleted"}
         if erase:
             values.update(email=f"erased-{user_id}@erased.invalid", display_name="", password_hash=None)
-        async with self._engine.begin() as conn:
-            row_exists = await UserRepository.update(conn, user_id, **values)
-        if not row_exists:
+        if not await self._change_state(user_id, **values):
             raise NotFound("No such user", details={"id": user_id})
-        state = await self._state.user_state(user_id)
-        await self._state.publish_user_state(user_id, status="deleted", role=state.role if state else "viewer")
         await self._sessions.revoke_all(user_id=user_id)
 
     async def change_password(self, *, user_id: int, current_password: str, new_password: str, keep_family: str) -> None:
@@ -212,14 +208,16 @@ class AccountService:
         log.info("user status changed", extra={"user_id": user_id, "status": status, "by": actor_id})
         return await self.get(user_id=user_id)
 
-    async def _change_state(self, user_id: int, **values: str) -> None:
-        """Update status or role and publish what the row holds *after* the update, read in the
-        same transaction: two concurrent changes can never leave a stale state published."""
+    async def _change_state(self, user_id: int, **values) -> bool:
+        """Update the row (status, role, ...) and publish what it holds *after* the update, read
+        in the same transaction: two concurrent changes can never leave a stale state published.
+        False when there is no such user."""
         async with self._engine.begin() as conn:
             await UserRepository.update(conn, user_id, **values)
             now = await UserRepository.status_and_role(conn, user_id)
         if now is not None:
             await self._state.publish_user_state(user_id, status=now[0], role=now[1])
+        return now is not None
 
     async def _admin_target(self, user_id: int) -> UserPublic:
         row = await self._users.get(user_id)

@@ -98,10 +98,6 @@ class AuthState:
 
     # -- users ----------------------------------------------------------------
 
-    async def user_state(self, user_id: int) -> UserState | None:
-        cached = await self._store.get(user_key(user_id))
-        return _decode(cached) if cached is not None else await self._load_user(user_id)
-
     async def _load_user(self, user_id: int) -> UserState | None:
         row = await self._users.get(user_id)
         if row is None:

@@ -1,21 +1,18 @@
 """Key-value stores: short-lived shared state (sessions, deny lists, nonces) and caches.
 
-One protocol, three implementations:
+One protocol, two implementations (per-worker caches are :mod:`vedina.storage.near_cache`):
 
 - :class:`RedisStore`: the real profile; shared by every worker and host.
 - :class:`SqlStore`: the embedded profile's shared store, a table in the
   SQLite database, so every worker process on the machine sees the same keys.
-- :class:`MemoryStore`: a per-process TTL map; the embedded profile's cache.
 
->>> store = MemoryStore()
->>> import asyncio; asyncio.run(store.add("nonce:abc", b"1", ttl=300))
+>>> store = SqlStore(engine)
+>>> await store.add("nonce:abc", b"1", ttl=300)
 True
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -46,50 +43,6 @@ class KeyValueStore(Protocol):
 
 def _expiry_ms(ttl: float | None) -> int | None:
     return None if ttl is None else now_ms() + int(ttl * 1000)
-
-
-class MemoryStore:
-    """Per-process store with TTLs and an LRU bound on the number of keys."""
-
-    def __init__(self, *, max_entries: int = 100_000) -> None:
-        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
-        self._max_entries = max_entries
-
-    def _live(self, key: str) -> bytes | None:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        value, deadline = item
-        if deadline is not None and deadline <= time.monotonic():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return value
-
-    async def get(self, key: str) -> bytes | None:
-        return self._live(key)
-
-    async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        return [self._live(key) for key in keys]
-
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        deadline = None if ttl is None else time.monotonic() + ttl
-        self._data[key] = (value, deadline)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max_entries:
-            self._data.popitem(last=False)
-
-    async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
-        if self._live(key) is not None:
-            return False
-        await self.set(key, value, ttl=ttl)
-        return True
-
-    async def delete(self, key: str) -> bool:
-        return self._data.pop(key, None) is not None
-
-    async def ping(self) -> None:
-        return None
 
 
 # Built once (bound parameters, an expanding IN): see storage/movies.py.

@@ -20,7 +20,7 @@ from vedina.storage.broker import Broker, InProcessBroker, RabbitBroker
 from vedina.storage.database import create_engine
 from vedina.storage.host_files import host_file
 from vedina.storage.invalidation import HostInvalidations, open_invalidations
-from vedina.storage.keyvalue import KeyValueStore, MemoryStore, RedisStore, SqlStore
+from vedina.storage.keyvalue import KeyValueStore, RedisStore, SqlStore
 from vedina.storage.outbox import HostLock, OutboxRelay, RelayLoop
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     shared: KeyValueStore  # seen by every worker (sessions, deny lists, nonces)
-    cache: KeyValueStore  # may forget; per process when embedded
     broker: Broker  # job handlers are attached by the composition root (vedina.composition)
     invalidations: HostInvalidations
     redis: object | None = None
@@ -106,10 +105,8 @@ async def open_resources(settings: Settings) -> Resources:
             retry=Retry(ExponentialBackoff(cap=0.25, base=0.025), 3), retry_on_error=[ConnectionError, TimeoutError],
         )
         shared: KeyValueStore = RedisStore(redis_client, prefix="vedina:")
-        cache: KeyValueStore = RedisStore(redis_client, prefix="vedina:cache:")
     else:
         shared = SqlStore(engine)
-        cache = MemoryStore()
 
     broker: Broker = (
         RabbitBroker(settings.amqp_url, prefix=settings.amqp_queue_prefix) if settings.amqp_url else InProcessBroker()
@@ -118,7 +115,6 @@ async def open_resources(settings: Settings) -> Resources:
         settings=settings,
         engine=engine,
         shared=shared,
-        cache=cache,
         broker=broker,
         invalidations=open_invalidations(settings, redis_client),
         redis=redis_client,

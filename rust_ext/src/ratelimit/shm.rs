@@ -279,9 +279,7 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn temp_path(name: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!("vedina-shm-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        p
+        crate::mapped::test_table_path("shm", name)
     }
 
     #[test]
