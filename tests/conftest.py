@@ -34,6 +34,12 @@ SERVERS = ["granian", "robyn"]
 # hosts of one deployment (a token signed by one verifies on all).
 SESSION_SECRET = secrets.token_urlsafe(32)
 VEDINA = str(Path(sys.executable).with_name("vedina"))
+# Databases and Redis numbers of the real profile; overridable so that two
+# checkouts can run their suites side by side on one set of services.
+TEST_DB = os.environ.get("VEDINA_TEST_DB_NAME", "vedina_test")
+LIVE_DB = os.environ.get("VEDINA_TEST_LIVE_DB_NAME", "vedina_live")
+TEST_REDIS_DB = int(os.environ.get("VEDINA_TEST_REDIS_DB", "2"))
+LIVE_REDIS_DB = int(os.environ.get("VEDINA_TEST_LIVE_REDIS_DB", "1"))
 
 
 def real_services_available() -> bool:
@@ -102,7 +108,7 @@ def profile(request) -> str:
 
 @pytest.fixture
 async def settings(profile: str, tmp_path: Path) -> Settings:
-    env = profile_env(profile, tmp_path, database="vedina_test", redis_db=2, amqp_prefix=f"vt-{uuid.uuid4().hex[:8]}")
+    env = profile_env(profile, tmp_path, database=TEST_DB, redis_db=TEST_REDIS_DB, amqp_prefix=f"vt-{uuid.uuid4().hex[:8]}")
     settings = load_settings(env)
     if profile == "embedded":
         from vedina.storage.migrate import upgrade
@@ -224,7 +230,7 @@ def live_data(tmp_path_factory) -> Iterator:
         if profile not in prepared:
             env = profile_env(
                 profile, tmp_path_factory.mktemp(f"live-{profile}"),
-                database="vedina_live", redis_db=1, amqp_prefix="vedina-live",
+                database=LIVE_DB, redis_db=LIVE_REDIS_DB, amqp_prefix=f"{LIVE_DB}-live",
             )
             if profile == "real":
                 import asyncio

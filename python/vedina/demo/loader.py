@@ -6,6 +6,7 @@ from vedina.composition import open_services
 from vedina.config import Settings
 from vedina.demo.media import make_clip, write_subtitles
 from vedina.jobs import media_probe
+from vedina.storage.clock import utcnow
 from vedina.storage.movies import MovieRepository
 from vedina.storage.outbox import enqueue
 
@@ -77,7 +78,8 @@ async def load_demo_data(settings: Settings) -> int:
                     conn,
                     slug=movie["slug"], title=movie["title"], synopsis=movie["synopsis"],
                     release_year=movie["release_year"], maturity_rating=movie["maturity_rating"],
-                    genres=movie["genres"],
+                    genres=movie["genres"], spoken_languages=["en"], subtitle_languages=["en"],
+                    status="published", published_at=utcnow(), sort_title=movie["title"].lower(),
                 )
                 video_id = await MovieRepository.insert_asset(
                     conn, movie_id=movie_id, kind="video", path=video, content_type="video/mp4",

@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 
 from vedina.config import Settings
 from vedina.storage.database import create_engine
-from vedina.storage.schema import metadata
+from vedina.storage.schema import metadata, outside_metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -70,7 +70,7 @@ async def drift(settings: Settings) -> list[str]:
     """What differs between the database and ``storage/schema.py``, as Alembic sees it."""
 
     def compare(sync_conn) -> list[str]:
-        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": True, "include_object": outside_metadata})
         return [repr(difference) for difference in compare_metadata(context, metadata)]
 
     return await _run(settings, compare, transaction=False)

@@ -31,19 +31,122 @@ def Exact(length: int) -> sa.types.TypeEngine:
     """
     return sa.String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
 
+# -- catalog (migrations 0001, 0006) ---------------------------------------------------
+
+# The status is the visibility switch of every viewer query: listing indexes
+# start with it, so a page of published movies never reads drafts or deleted rows.
+MOVIE_STATUSES = ("draft", "published", "deleted")
+AGE_RATINGS = ("G", "PG", "PG-13", "R", "NC-17")  # in increasing order of restriction
+PLAN_TIERS = ("basic", "standard", "premium")
+
 movies = sa.Table(
     "movies",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("slug", sa.String(120), nullable=False, unique=True),
     sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("original_title", sa.String(200), nullable=False, default=""),
+    # Lower-cased, leading article moved to the end ("matrix, the"); compared byte for
+    # byte, so "sort by title" and its keyset cursor mean the same on both databases.
+    sa.Column("sort_title", Exact(200), nullable=False, default=""),
     sa.Column("synopsis", sa.Text(), nullable=False, default=""),
     sa.Column("release_year", sa.Integer(), nullable=True),
-    sa.Column("duration_seconds", sa.Integer(), nullable=True),
-    sa.Column("maturity_rating", sa.String(8), nullable=False, default="G"),
-    sa.Column("genres", sa.JSON(), nullable=False),
+    sa.Column("runtime_minutes", sa.Integer(), nullable=True),  # the editor's figure
+    sa.Column("duration_seconds", sa.Integer(), nullable=True),  # measured by media.probe
+    sa.Column("maturity_rating", sa.String(8), nullable=False, default="G"),  # AGE_RATINGS
+    sa.Column("genres", sa.JSON(), nullable=False),  # genre slugs, a copy of movie_genres for answers
+    sa.Column("spoken_languages", sa.JSON(), nullable=False),  # BCP 47 tags; movie_languages indexes them
+    sa.Column("subtitle_languages", sa.JSON(), nullable=False),
+    sa.Column("poster_url", sa.String(500), nullable=True),
+    sa.Column("backdrop_url", sa.String(500), nullable=True),
+    sa.Column("available_from", sa.DateTime(), nullable=True),  # UTC; NULL: no bound
+    sa.Column("available_until", sa.DateTime(), nullable=True),
+    sa.Column("plan_tier", sa.String(16), nullable=False, default="basic"),  # PLAN_TIERS
+    sa.Column("status", sa.String(16), nullable=False, default="draft"),  # MOVIE_STATUSES
+    sa.Column("published_at", sa.DateTime(), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False, default=1),  # the ETag of If-Match edits
+    # Credited people's names, kept by the catalog service: full-text search covers them.
+    sa.Column("people_text", sa.Text(), nullable=False, default=""),
+    sa.Column("popularity", sa.BigInteger(), nullable=False, default=0),  # playback starts
+    sa.Column("rating_count", sa.Integer(), nullable=False, default=0),
+    sa.Column("rating_sum", sa.Integer(), nullable=False, default=0),
+    sa.Column("rating_avg", sa.Integer(), nullable=False, default=0),  # hundredths, for the sort index
     sa.Column("created_at", sa.DateTime(), nullable=False),
     sa.Column("updated_at", sa.DateTime(), nullable=False),
+    # One index per sort order, each ending in id: keyset pages are index range scans.
+    sa.Index("ix_movies_status_newest", "status", "published_at", "id"),
+    sa.Index("ix_movies_status_title", "status", "sort_title", "id"),
+    sa.Index("ix_movies_status_popularity", "status", "popularity", "id"),
+    sa.Index("ix_movies_status_rating", "status", "rating_avg", "id"),
+    sa.Index("ix_movies_status_year", "status", "release_year", "id"),
+)
+# Full-text search is outside this metadata (Alembic cannot describe it): a
+# FULLTEXT index on MariaDB, an FTS5 table kept by triggers on SQLite; see
+# migration 0006 and vedina.storage.search.
+FULLTEXT_INDEX = "ft_movies_search"
+FTS_TABLE = "movies_fts"
+
+
+def outside_metadata(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic ``include_object``: False for the full-text objects the migrations keep by hand."""
+    if type_ == "table" and name and name.startswith(FTS_TABLE):
+        return False
+    return not (type_ == "index" and name == FULLTEXT_INDEX)
+
+genres = sa.Table(
+    "genres",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("slug", Exact(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(100), nullable=False),
+)
+
+movie_genres = sa.Table(
+    "movie_genres",
+    metadata,
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("genre_id", Id, sa.ForeignKey("genres.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_movie_genres_genre_movie", "genre_id", "movie_id"),
+)
+
+people = sa.Table(
+    "people",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+
+credits = sa.Table(
+    "credits",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("department", sa.String(8), nullable=False),  # cast | crew
+    sa.Column("role", sa.String(100), nullable=False),  # the character, or the job ("Director")
+    sa.Column("position", sa.Integer(), nullable=False),  # billing order
+    sa.Index("ix_credits_movie_position", "movie_id", "department", "position"),
+    sa.Index("ix_credits_person_movie", "person_id", "movie_id"),
+)
+
+movie_languages = sa.Table(
+    "movie_languages",
+    metadata,
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # spoken | subtitle
+    sa.Column("language", Exact(16), primary_key=True),
+    sa.Index("ix_movie_languages_language_movie", "language", "movie_id"),
+)
+
+# The typo-tolerant fallback of search: every word of titles and people's names,
+# by its trigrams ("matirx" shares "mat" with "matrix"); see vedina.storage.search.
+search_trigrams = sa.Table(
+    "search_trigrams",
+    metadata,
+    sa.Column("trigram", Exact(12), primary_key=True),  # 3 characters, up to 4 bytes each
+    sa.Column("word", Exact(64), primary_key=True),
 )
 
 media_assets = sa.Table(
@@ -51,13 +154,47 @@ media_assets = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # video | subtitle | poster
+    # video (a source) | rendition (made from a source by media.transcode) | subtitle | poster | sprite
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("parent_id", Id, sa.ForeignKey("media_assets.id", ondelete="CASCADE"), nullable=True, index=True),
     sa.Column("path", sa.String(500), nullable=False),  # relative to MEDIA_ROOT
     sa.Column("content_type", sa.String(100), nullable=False),
     sa.Column("size_bytes", sa.BigInteger(), nullable=True),
     sa.Column("language", sa.String(16), nullable=True),
     sa.Column("label", sa.String(100), nullable=True),
+    # pending (uploaded, not probed) | ready | failed (failure_reason says why)
+    sa.Column("status", sa.String(16), nullable=False, default="ready"),
+    sa.Column("failure_reason", sa.Text(), nullable=True),
+    sa.Column("container", sa.String(64), nullable=True),
+    sa.Column("video_codec", sa.String(32), nullable=True),
+    sa.Column("audio_codec", sa.String(32), nullable=True),
+    sa.Column("duration_ms", sa.BigInteger(), nullable=True),
+    sa.Column("width", sa.Integer(), nullable=True),
+    sa.Column("height", sa.Integer(), nullable=True),
+    sa.Column("bitrate", sa.BigInteger(), nullable=True),
+    sa.Column("checksum_sha256", Exact(64), nullable=True),
+    # media.transcode of a source: none | queued | running | done | failed, and percent done
+    sa.Column("transcode_status", sa.String(16), nullable=False, default="none"),
+    sa.Column("transcode_progress", sa.Integer(), nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=True),
+)
+
+# tus 1.0 uploads in progress: the bytes are in a file under MEDIA_ROOT/uploads,
+# the row holds what the protocol needs across requests, workers and restarts.
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", Exact(32), primary_key=True),  # random hex, the URL's last segment
+    sa.Column("owner_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("length", sa.BigInteger(), nullable=False),  # Upload-Length
+    sa.Column("offset_bytes", sa.BigInteger(), nullable=False, default=0),  # bytes durably written
+    sa.Column("metadata", sa.JSON(), nullable=False),  # Upload-Metadata, decoded
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("completed_at", sa.DateTime(), nullable=True),
+    sa.Column("asset_id", Id, sa.ForeignKey("media_assets.id", ondelete="SET NULL"), nullable=True),
 )
 
 # Transactional outbox: a job is written in the same transaction as the data
@@ -177,4 +314,52 @@ handled_messages = sa.Table(
     sa.Column("topic", sa.String(100), nullable=False),
     sa.Column("state", sa.String(8), nullable=False),  # running | done
     sa.Column("updated_at", sa.DateTime(), nullable=False, index=True),
+)
+
+# -- viewers (migration 0006) ------------------------------------------------------
+
+# Up to five per account; each has its own progress, watchlist, ratings and
+# parental limit. An account's first use of a viewer feature creates its main profile.
+profiles = sa.Table(
+    "profiles",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(50), nullable=False),
+    sa.Column("max_age_rating", sa.String(8), nullable=True),  # AGE_RATINGS; NULL: no limit
+    sa.Column("is_main", sa.Boolean(), nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.UniqueConstraint("user_id", "name"),
+)
+
+watch_progress = sa.Table(
+    "watch_progress",
+    metadata,
+    sa.Column("profile_id", Id, sa.ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("position_seconds", sa.Integer(), nullable=False),
+    sa.Column("duration_seconds", sa.Integer(), nullable=False),
+    sa.Column("watched_at", sa.DateTime(), nullable=True),  # marked (or played to the end)
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+    sa.Index("ix_watch_progress_profile_updated", "profile_id", "updated_at"),
+)
+
+watchlist = sa.Table(
+    "watchlist",
+    metadata,
+    sa.Column("profile_id", Id, sa.ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("added_at", sa.DateTime(), nullable=False),
+    sa.Index("ix_watchlist_profile_added", "profile_id", "added_at"),
+)
+
+# One vote per profile and movie; movies.rating_sum/count change in the same
+# transaction by the vote's difference, so concurrent votes add up exactly.
+ratings = sa.Table(
+    "ratings",
+    metadata,
+    sa.Column("profile_id", Id, sa.ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("score", sa.Integer(), nullable=False),  # 1..10
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
 )
