@@ -413,3 +413,46 @@ class JwtVerifier:
         """Number of cached tokens (for tests and metrics)."""
     def clear_cache(self) -> None: ...
 # --- end JWT ------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Signed playback URLs (rust_ext/src/playback.rs)
+# ---------------------------------------------------------------------------
+
+class PlaybackGrant:
+    """What a valid playback token grants (frozen)."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def asset_id(self) -> int: ...
+    @property
+    def expires_at(self) -> int:
+        """Unix seconds; the token is refused from this second on."""
+    @property
+    def session_id(self) -> str | None:
+        """The playback session the token is bound to, or None."""
+
+class PlaybackSigner:
+    """Signs and verifies playback tokens ``<exp>.<user>.<asset>.<session>.<sig>``:
+    ``sig`` is the unpadded base64url HMAC-SHA256, with ``key`` (at least 32
+    bytes, else ``ValueError``), of ``b"vedina-playback-v1\\n" + <exp>.<user>.<asset>.<session>``.
+    The decimal fields are canonical (no sign, no leading zero); ``session`` is
+    ``[A-Za-z0-9_-]{0,64}``, empty when the token is not bound to a session.
+    Tokens are at most 256 bytes. The MAC is compared in constant time.
+
+    >>> signer = PlaybackSigner(derive_key(secret, "playback"))
+    >>> token = signer.sign(user_id=7, asset_id=42, expires_at=1700000300, session_id="s1")
+    >>> token.split(".")[:4]
+    ['1700000300', '7', '42', 's1']
+    >>> signer.verify(token, asset_id=42, now=1700000000).session_id
+    's1'
+    """
+
+    def __init__(self, key: bytes) -> None: ...
+    def sign(self, *, user_id: int, asset_id: int, expires_at: int, session_id: str | None = None) -> str:
+        """The token; ``ValueError`` for ids outside 1..10**18-1, ``expires_at`` < 1 or a bad session id."""
+    def verify(self, token: str, *, asset_id: int, now: int | None = None) -> PlaybackGrant:
+        """Check, in this order: the shape (:class:`MalformedSignature`), the MAC
+        (:class:`SignatureMismatch`), that the token is for ``asset_id``
+        (:class:`SignatureMismatch`), and ``now < exp`` (:class:`SignatureExpired`;
+        ``now`` in unix seconds, default the system clock). Session liveness is the caller's."""

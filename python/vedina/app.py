@@ -12,7 +12,23 @@ import logging
 from robyn import Robyn, SubRouter
 from robyn.argument_parser import Config
 
-from vedina.api import api_keys, auth, docs, health, media, movies, users, webhooks
+from vedina.api import (
+    api_keys,
+    auth,
+    docs,
+    genres,
+    health,
+    media,
+    movies,
+    people,
+    playback,
+    profiles,
+    uploads,
+    users,
+    viewer,
+    viewing,
+    webhooks,
+)
 from vedina.config import Settings, load_settings
 from vedina.errors import AppError, MethodNotAllowed, NotFound, translate
 from vedina.http import middleware, sendfile
@@ -29,7 +45,14 @@ log = logging.getLogger(__name__)
 # One SubRouter per resource: (prefix, OpenAPI tags, module with register(router, state)).
 RESOURCE_ROUTERS = [
     ("/api/movies", ["movies"], movies),
+    ("/api/movies", ["viewer"], viewing),  # a second router on the prefix: progress, watchlist, rating
+    ("/api/profiles", ["profiles"], profiles),
+    ("/api/users", ["viewer"], viewer),  # /api/users/me/continue-watching, /api/users/me/watchlist
+    ("/api/genres", ["genres"], genres),
+    ("/api/people", ["people"], people),
     ("/api/media", ["media"], media),
+    ("/api/uploads", ["uploads"], uploads),
+    ("/api", ["playback"], playback),  # /api/movies/:id/playback, /api/playback/sessions
     ("/api/webhooks", ["webhooks"], webhooks),
     ("/api/auth", ["auth"], auth),
     ("/api/users", ["users"], users),

@@ -17,10 +17,11 @@ module (``api/``) and one line in ``vedina.app.RESOURCE_ROUTERS``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from vedina.config import Settings, webhook_secret_map
-from vedina.jobs import mail, media_probe, webhook_received
+from vedina.jobs import mail, media_probe, media_transcode, webhook_received
 from vedina.security.csrf import CsrfTokens
 from vedina.security.devices import DeviceTokens
 from vedina.security.jwt_keys import TokenKeys, build_token_keys
@@ -30,21 +31,32 @@ from vedina.services.accounts import AccountService
 from vedina.services.api_keys import ApiKeyService, UsageRecorder
 from vedina.services.auth_state import AuthState
 from vedina.services.catalog import CatalogService
+from vedina.services.catalog_editor import CatalogEditor
 from vedina.services.login_guard import LoginGuard
 from vedina.services.media import MediaService
+from vedina.services.playback import PlaybackService, build_playback
 from vedina.services.principals import Authenticator
+from vedina.services.profiles import ProfileService
+from vedina.services.progress import ProgressWriter
 from vedina.services.sessions import SessionService
+from vedina.services.uploads import UploadService
+from vedina.services.viewing import ViewingService
 from vedina.services.webhooks import WebhookService
 from vedina.storage.api_keys import ApiKeyRepository
 from vedina.storage.broker import JobHandler
+from vedina.storage.catalog_queries import CatalogQueries
 from vedina.storage.mailer import mail_transport
+from vedina.storage.media_assets import MediaAssetRepository
 from vedina.storage.message_ledger import MessageLedger
-from vedina.storage.movies import MovieRepository
+from vedina.storage.movies import GenreRepository, MovieRepository, PersonRepository
 from vedina.storage.near_cache import NearCache
+from vedina.storage.profiles import ProfileRepository
 from vedina.storage.resources import Resources, open_resources
 from vedina.storage.sessions import SessionRepository
 from vedina.storage.shared_cache import SharedCache
+from vedina.storage.uploads import UploadRepository
 from vedina.storage.users import UserRepository
+from vedina.storage.viewing import ViewingRepository
 from vedina.storage.webhooks import WebhookEventRepository
 
 # Seconds a near-cache entry may live without any invalidation (a safety net:
@@ -61,6 +73,9 @@ class Services:
     resources: Resources
     users: UserRepository
     movies: MovieRepository
+    genres: GenreRepository
+    people: PersonRepository
+    media_assets: MediaAssetRepository
     webhook_events: WebhookEventRepository
     auth_state: AuthState
     token_keys: TokenKeys
@@ -70,15 +85,25 @@ class Services:
     authenticator: Authenticator
     csrf: CsrfTokens
     catalog: CatalogService
+    catalog_editor: CatalogEditor
+    profiles: ProfileService
+    viewing: ViewingService
     media: MediaService
     webhooks: WebhookService
     message_ledger: MessageLedger
+    uploads: UploadService
+    playback: PlaybackService = field(init=False)  # needs catalog and viewing: built right after
 
     def job_handlers(self) -> dict[str, JobHandler]:
         """Topic -> handler, for the in-process broker and ``vedina worker``."""
         return {
             media_probe.TOPIC: media_probe.handler(
-                movies=self.movies, catalog=self.catalog, media_root=self.settings.media_dir, engine=self.resources.engine
+                assets=self.media_assets, catalog=self.catalog, media_root=self.settings.media_dir,
+                engine=self.resources.engine, transcode_on_ingest=self.settings.transcode_on_ingest,
+            ),
+            media_transcode.TOPIC: media_transcode.handler(
+                assets=self.media_assets, catalog=self.catalog, media_root=self.settings.media_dir,
+                engine=self.resources.engine, preset=self.settings.transcode_preset,
             ),
             mail.TOPIC: mail.handler(
                 settings=self.settings, users=self.users, engine=self.resources.engine,
@@ -90,11 +115,13 @@ class Services:
     def start(self) -> None:
         """Background work of a serving process: invalidations, outbox relay, API-key usage."""
         self.resources.invalidations.start()
-        self.resources.start_relay(sweeps=[self.message_ledger.sweep])
+        self.resources.start_relay(sweeps=[self.message_ledger.sweep, self.uploads.sweep])
         self.api_keys.usage.start()
+        self.viewing.start()
 
     async def close(self) -> None:
         await self.api_keys.usage.close()
+        await self.viewing.close()  # writes the watch progress this worker still holds
         await self.resources.close()
 
 
@@ -104,7 +131,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     def near(name: str, ttl: float) -> NearCache:
         return NearCache(invalidations, name=name, max_entries=settings.near_cache_entries, ttl=ttl)
 
-    users, movies = UserRepository(engine), MovieRepository(engine)
+    users, movies, genres = UserRepository(engine), MovieRepository(engine), GenreRepository(engine)
     auth_state = AuthState(resources.shared, users, SessionRepository(engine), invalidations)
     token_keys = build_token_keys(settings)
     sessions = SessionService(
@@ -118,11 +145,18 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         region=settings.sigv4_region, usage=UsageRecorder(key_rows, interval=usage_interval),
     )
     shared_cache = SharedCache(resources.redis, ttl=settings.catalog_cache_ttl_s) if resources.redis is not None else None
+    catalog = CatalogService(
+        movies=movies, queries=CatalogQueries(engine), genres=genres, invalidations=invalidations,
+        near=near("catalog", CATALOG_TTL), shared=shared_cache,
+    )
     services = Services(
         settings=settings,
         resources=resources,
         users=users,
         movies=movies,
+        genres=genres,
+        people=PersonRepository(engine),
+        media_assets=MediaAssetRepository(engine),
         webhook_events=WebhookEventRepository(engine),
         auth_state=auth_state,
         token_keys=token_keys,
@@ -135,13 +169,22 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
             token_keys=token_keys, auth_state=auth_state, api_keys=api_keys, principals=near("principals", PRINCIPAL_TTL)
         ),
         csrf=CsrfTokens(derive_key(settings.session_secret, "csrf")),
-        catalog=CatalogService(
-            movies=movies, invalidations=invalidations, near=near("catalog", CATALOG_TTL), shared=shared_cache
-        ),
+        catalog=catalog,
+        catalog_editor=CatalogEditor(engine=engine, catalog=catalog),
+        profiles=ProfileService(engine=engine, profiles=ProfileRepository(engine), cache=near("viewer_profiles", PROFILE_TTL),
+                                invalidations=invalidations, ratings_changed=catalog.movies_changed),
+        viewing=ViewingService(engine=engine, viewing=ViewingRepository(engine), catalog=catalog, progress=ProgressWriter(
+            engine=engine, store=resources.shared, flush_seconds=settings.progress_flush_seconds)),
         media=MediaService(movies, locations=near("media", MEDIA_TTL), media_root=settings.media_dir),
         webhooks=WebhookService(WebhookEventRepository(engine), webhook_secret_map(settings)),
         message_ledger=MessageLedger(engine),
+        uploads=UploadService(
+            engine=engine, uploads=UploadRepository(engine), api_keys=key_rows, catalog=catalog,
+            media_root=settings.media_dir, max_bytes=settings.upload_max_bytes,
+            expire_after=timedelta(hours=settings.upload_expire_hours),
+        ),
     )
+    services.playback = build_playback(settings, resources, catalog=catalog, viewing=services.viewing)
     resources.broker.attach_handlers(services.job_handlers(), ledger=services.message_ledger)
     return services
 

@@ -104,6 +104,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     near_cache_entries: int = 50_000  # per worker and per cache
     catalog_cache_ttl_s: int = 300  # the shared (Redis) copy of a catalog page; writes invalidate it sooner
 
+    # Media ingest jobs (vedina.jobs.media_probe, vedina.jobs.media_transcode).
+    transcode_on_ingest: bool = True  # a probed source video gets a media.transcode job
+    transcode_preset: str = "veryfast"  # libx264 preset of the ladder's encodes
+
+    # Resumable uploads (tus 1.0, /api/uploads): the largest file, the largest PATCH body (held
+    # in memory while it is checked and written), and how long an unfinished upload lives.
+    upload_max_bytes: int = 20 * 1024**3
+    upload_chunk_max_bytes: int = 64 * 1024**2
+    upload_expire_hours: int = 24
+
+    # Playback (vedina.services.playback): signed media URLs and the concurrent-stream limit.
+    playback_url_ttl_seconds: int = 300  # life of a signed /api/media URL
+    playback_session_timeout_seconds: int = 90  # a playback session without heartbeat ends after this
+    max_concurrent_streams: int = 2  # per account, until plans set it
+    playback_default_plan: str = "premium"  # every account's plan tier until subscriptions exist
+
+    # Viewer features (vedina.services.progress): watch progress reaches the database at most
+    # once per this many seconds per profile and movie (reads always see the latest report).
+    progress_flush_seconds: int = 30
+
     # -- derived values -----------------------------------------------------
 
     @property
@@ -176,6 +196,16 @@ ENV_VARS: dict[str, str] = {
     "INVALIDATION_SHM_PATH": "invalidation_shm_path",
     "NEAR_CACHE_ENTRIES": "near_cache_entries",
     "CATALOG_CACHE_TTL_S": "catalog_cache_ttl_s",
+    "TRANSCODE_ON_INGEST": "transcode_on_ingest",
+    "TRANSCODE_PRESET": "transcode_preset",
+    "UPLOAD_MAX_BYTES": "upload_max_bytes",
+    "UPLOAD_CHUNK_MAX_BYTES": "upload_chunk_max_bytes",
+    "UPLOAD_EXPIRE_HOURS": "upload_expire_hours",
+    "PLAYBACK_URL_TTL_SECONDS": "playback_url_ttl_seconds",
+    "PLAYBACK_SESSION_TIMEOUT_SECONDS": "playback_session_timeout_seconds",
+    "MAX_CONCURRENT_STREAMS": "max_concurrent_streams",
+    "PLAYBACK_DEFAULT_PLAN": "playback_default_plan",
+    "PROGRESS_FLUSH_SECONDS": "progress_flush_seconds",
 }
 _FIELD_TO_ENV = {field: var for var, field in ENV_VARS.items()}
 
@@ -244,6 +274,9 @@ def _name_variable(message: str) -> str:
     return message
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
 def _validate(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise ConfigError(f"PORT must be between 1 and 65535, got {s.port}")
@@ -260,6 +293,17 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"NEAR_CACHE_ENTRIES must be 0 (no per-worker cache) or more, got {s.near_cache_entries}")
     if s.catalog_cache_ttl_s < 1:
         raise ConfigError(f"CATALOG_CACHE_TTL_S must be at least 1, got {s.catalog_cache_ttl_s}")
+    if s.upload_max_bytes < 1:
+        raise ConfigError(f"UPLOAD_MAX_BYTES must be at least 1, got {s.upload_max_bytes}")
+    if s.upload_chunk_max_bytes < 1024:
+        raise ConfigError(f"UPLOAD_CHUNK_MAX_BYTES must be at least 1024, got {s.upload_chunk_max_bytes}")
+    if s.upload_expire_hours < 1:
+        raise ConfigError(f"UPLOAD_EXPIRE_HOURS must be at least 1, got {s.upload_expire_hours}")
+    _validate_playback(s)
+    if not 1 <= s.progress_flush_seconds <= 3_600:
+        raise ConfigError(f"PROGRESS_FLUSH_SECONDS must be between 1 and 3600, got {s.progress_flush_seconds}")
+    if s.transcode_preset not in X264_PRESETS:
+        raise ConfigError(f"TRANSCODE_PRESET must be one of {', '.join(X264_PRESETS)}, got {s.transcode_preset!r}")
     if s.env == "production":
         if s.session_secret in _DEVELOPMENT_SECRETS or len(s.session_secret) < MIN_SECRET_LENGTH:
             raise ConfigError(
@@ -270,6 +314,20 @@ def _validate(s: Settings) -> None:
     _validate_identity_keys(s)
     _validate_rate_limits(s)
     parse_networks(s.metrics_allowed_ips, var="METRICS_ALLOWED_IPS")
+
+
+def _validate_playback(s: Settings) -> None:
+    from vedina.storage.schema import PLAN_TIERS
+
+    if not 10 <= s.playback_url_ttl_seconds <= 86_400:
+        raise ConfigError(f"PLAYBACK_URL_TTL_SECONDS must be between 10 and 86400, got {s.playback_url_ttl_seconds}")
+    if not 3 <= s.playback_session_timeout_seconds <= 3_600:
+        raise ConfigError("PLAYBACK_SESSION_TIMEOUT_SECONDS must be between 3 and 3600, "
+                          f"got {s.playback_session_timeout_seconds}")
+    if not 1 <= s.max_concurrent_streams <= 100:
+        raise ConfigError(f"MAX_CONCURRENT_STREAMS must be between 1 and 100, got {s.max_concurrent_streams}")
+    if s.playback_default_plan not in PLAN_TIERS:
+        raise ConfigError(f"PLAYBACK_DEFAULT_PLAN must be one of {', '.join(PLAN_TIERS)}, got {s.playback_default_plan!r}")
 
 
 def _validate_identity_keys(s: Settings) -> None:

@@ -5,13 +5,18 @@
     │   └── ValidationFailed      (422 "fail",  validation_failed)
     ├── Unauthorized              (401 "fail",  unauthorized)
     ├── Forbidden                 (403 "fail",  forbidden)
+    │   └── Refused               (403 "fail",  per instance: the rule that refused, e.g. age_restricted)
     ├── NotFound                  (404 "fail",  not_found)
     ├── MethodNotAllowed          (405 "fail",  method_not_allowed)
     ├── Conflict                  (409 "fail",  conflict)
+    │   └── TooManyStreams        (409 "fail",  too_many_streams)
+    ├── PreconditionFailed        (412 "fail",  precondition_failed)
+    ├── PreconditionRequired      (428 "fail",  precondition_required)
     ├── PayloadTooLarge           (413 "fail",  payload_too_large)
     ├── UnsupportedMediaType      (415 "fail",  unsupported_media_type)
     ├── RangeNotSatisfiable       (416 "fail",  range_not_satisfiable)
     ├── TooManyRequests           (429 "fail",  rate_limited)
+    ├── ChecksumMismatch          (460 "fail",  checksum_mismatch: tus 1.0, a chunk's digest differs)
     └── ServiceUnavailable        (503 "error", service_unavailable)
 
 Services raise these (they know nothing of HTTP beyond the status each class
@@ -67,6 +72,16 @@ class Forbidden(AppError):
     status, code, default_message = 403, "forbidden", "Not allowed"
 
 
+class Refused(Forbidden):
+    """A 403 whose code names the rule that refused (a stable code clients switch on:
+    ``not_published``, ``age_restricted``, ``playback_token_expired``, ...)."""
+
+    def __init__(self, code: str, message: str | None = None, *, details: Any = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message, details=details, headers=headers)
+        self.code = code  # type: ignore[misc]  # per instance, shadowing the class default
+
+
 class NotFound(AppError):
     status, code, default_message = 404, "not_found", "Not found"
 
@@ -77,6 +92,18 @@ class MethodNotAllowed(AppError):
 
 class Conflict(AppError):
     status, code, default_message = 409, "conflict", "Conflict"
+
+
+class TooManyStreams(Conflict):
+    status, code, default_message = 409, "too_many_streams", "Too many streams are playing on this account"
+
+
+class PreconditionFailed(AppError):
+    status, code, default_message = 412, "precondition_failed", "The resource changed since you read it"
+
+
+class PreconditionRequired(AppError):
+    status, code, default_message = 428, "precondition_required", "This change requires If-Match"
 
 
 class PayloadTooLarge(AppError):
@@ -93,6 +120,12 @@ class RangeNotSatisfiable(AppError):
 
 class TooManyRequests(AppError):
     status, code, default_message = 429, "rate_limited", "Too many requests"
+
+
+class ChecksumMismatch(AppError):
+    """tus 1.0 checksum extension: the chunk's digest is not the Upload-Checksum sent (status 460)."""
+
+    status, code, default_message = 460, "checksum_mismatch", "Checksum mismatch"
 
 
 class ServiceUnavailable(AppError):

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod generations;
 pub mod jwt;
 pub mod mapped;
+pub mod playback;
 pub mod range;
 pub mod ratelimit;
 pub mod router;
@@ -26,5 +27,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     webhook::register(m)?;
     jwt::register(m)?;
     generations::register(m)?;
+    playback::register(m)?;
     Ok(())
 }

@@ -7,10 +7,16 @@ streamed in 64 KiB reads; conditional requests (If-None-Match,
 If-Modified-Since, If-Range) follow RFC 9110 (see :mod:`vedina.http.ranges`).
 HEAD answers exactly the headers GET would, as nginx does.
 
-With ``MEDIA_ACCEL_REDIRECT`` set, the app only checks the request (asset,
-path, and later entitlements, all in ``MediaService.locate``) and answers
-``X-Accel-Redirect``; nginx then serves the file, ranges and conditionals
-included.
+With ``MEDIA_ACCEL_REDIRECT`` set, the app only checks the request (access,
+asset, path) and answers ``X-Accel-Redirect``; nginx then serves the file,
+ranges and conditionals included.
+
+Access (:func:`authorize`): a signed URL's ``?t=`` token for this asset (checked
+in Rust, no I/O; if bound to a playback session, the session must be live:
+see :class:`vedina.services.playback.SessionLiveness`), or else an
+authenticated user allowed to play the asset's movie (the playback rules).
+Neither: 401 without a token, 403 ``playback_token_invalid`` /
+``playback_token_expired`` / ``playback_session_ended`` with one.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from urllib.parse import quote
 
 from robyn import Headers, Request, Response, StreamingResponse, SubRouter
 
+from vedina.api.audience import audience_of
 from vedina.api.params import path_int
+from vedina.errors import Forbidden, Refused, Unauthorized
 from vedina.http import ranges, sendfile
+from vedina.http.context import context_of
 from vedina.http.middleware import request_id_of
 from vedina.http.responses import apply_standard_headers
+from vedina.security.playback_tokens import QUERY_PARAMETER
 from vedina.services.media import MediaFile
 from vedina.state import AppState
 
@@ -37,10 +47,36 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.get("/:asset_id", openapi_name="Stream a media asset (byte ranges)")
     async def get_media(request: Request):
         asset_id = path_int(request, "asset_id")
-        media = await state.services.media.locate(asset_id=asset_id)
+        media = await authorize(request, state, asset_id)
         if accel_prefix:
             return accel_redirect(media, accel_prefix)
         return file_response(request, media)
+
+
+async def authorize(request: Request, state: AppState, asset_id: int) -> MediaFile:
+    """The asset's file if the request may stream it (see the module docstring)."""
+    services = state.services
+    token = request.query_params.get(QUERY_PARAMETER, None)
+    principal = context_of(request).principal
+    refusal: Refused | None = None
+    if token:
+        try:
+            await services.playback.check_token(token, asset_id=asset_id)
+            return await services.media.locate(asset_id=asset_id)
+        except Refused as exc:
+            refusal = exc  # an authenticated viewer may still be allowed on their own
+    if principal is None:
+        raise refusal or Unauthorized(
+            f"Streaming needs a signed URL (?{QUERY_PARAMETER}=, from GET /api/movies/{{id}}/playback) or credentials",
+            details={"parameter": QUERY_PARAMETER}, headers={"www-authenticate": 'Bearer realm="vedina"'},
+        )
+    if principal.kind != "user" or "catalog:read" not in principal.permissions:
+        raise refusal or Forbidden("Streaming needs a user account with catalog:read")
+    media = await services.media.locate(asset_id=asset_id)
+    await services.playback.check_viewer(
+        user_id=int(principal.subject), audience=await audience_of(request, state), movie_id=media.movie_id
+    )
+    return media
 
 
 def _validators(meta: ranges.FileMeta) -> Headers:

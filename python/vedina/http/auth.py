@@ -147,8 +147,11 @@ def check_csrf(csrf, request: Request, *, session_id: str) -> None:
         raise Forbidden("Missing or wrong CSRF token", details={"header": "X-CSRF-Token"})
 
 
-def requires(permission: str | None = None, *, csrf_tokens=None):
-    """Guard a handler ``async def h(request)``; ``csrf_tokens`` is looked up lazily when omitted."""
+def requires(*permissions: str | None, csrf_tokens=None):
+    """Guard a handler ``async def h(request)``; ``csrf_tokens`` is looked up lazily when omitted.
+    Several permissions: any one of them is enough (``requires("catalog:write", "media:ingest")``)."""
+    needed = tuple(p for p in permissions if p is not None)
+    permission = " or ".join(needed) or None
 
     def decorate(handler):
         is_async = inspect.iscoroutinefunction(handler)
@@ -158,7 +161,7 @@ def requires(permission: str | None = None, *, csrf_tokens=None):
             if principal.via == "cookie" and request.method in UNSAFE_METHODS:
                 tokens = csrf_tokens() if callable(csrf_tokens) else csrf_tokens
                 check_csrf(tokens, request, session_id=principal.session_id)
-            if permission is not None and permission not in principal.permissions:
+            if needed and principal.permissions.isdisjoint(needed):
                 raise Forbidden(f"Requires permission {permission}", details={"permission": permission})
             result = handler(request)
             return await result if is_async else result

@@ -20,7 +20,8 @@ them. Other routes (argument injection, OpenAPI pages) go through the wrapper.
 
 Extras over Robyn's server:
 
-- the request body is read with a size cap (413 before it is all in memory);
+- the request body is read with a size cap (413 before it is all in memory): ``MAX_BODY_BYTES``,
+  or the route's own (:func:`vedina.http.routes.body_limit`, e.g. an upload chunk);
 - responses carrying the internal ``x-vedina-sendfile`` header are sent from
   a file by Granian (``response_file_range``), so media bytes never pass
   through Python (see :mod:`vedina.http.sendfile`).
@@ -162,17 +163,17 @@ class RSGIBridge:
         else:
             self._send(protocol, response, head=scope.method == "HEAD")
 
-    async def _read_body(self, scope: Any, protocol: Any) -> bytes:
+    async def _read_body(self, scope: Any, protocol: Any, limit: int) -> bytes:
         declared = scope.headers.get("content-length")
         if declared is None and "transfer-encoding" not in scope.headers and not scope.http_version.startswith("2"):
             return b""  # HTTP/1.x: no framing header, no body (RFC 9112 §6.3); HTTP/2 reads the stream
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes", details={"limit": self.max_body_bytes})
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"Request body exceeds {limit} bytes", details={"limit": limit})
         chunks, size = [], 0
         async for chunk in protocol:
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes", details={"limit": self.max_body_bytes})
+            if size > limit:
+                raise PayloadTooLarge(f"Request body exceeds {limit} bytes", details={"limit": limit})
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -202,8 +203,11 @@ class RSGIBridge:
 
     async def _respond(self, scope: Any, protocol: Any) -> Response | StreamingResponse:
         method, path = scope.method, scope.path
+        # Matched before the body is read: the route may allow a larger body.
+        found = self._routes.match(method, path)
+        limit = (found[0].max_body_bytes if found is not None else None) or self.max_body_bytes
         try:
-            body = await self._read_body(scope, protocol)
+            body = await self._read_body(scope, protocol, limit)
         except PayloadTooLarge as exc:
             return apply_standard_headers(error_response(exc), request_id="", path=path)
         request = self._build_request(scope, body)
@@ -223,13 +227,12 @@ class RSGIBridge:
                 return result
             request = result if result is not None else request
 
-        matched = self._routes.match(method, path)
         context = request.session  # the RequestContext made in _build_request
-        if matched is None:  # a method no route (not even the catch-all) has: TRACE, PROPFIND, ...
+        if found is None:  # a method no route (not even the catch-all) has: TRACE, PROPFIND, ...
             context.route_label = UNMATCHED
             response = error_response(self._unrouted(method, path))
         else:
-            route, request.path_params = matched
+            route, request.path_params = found
             context.route_label = route.label
             if route.handler is None:
                 response = _as_response(await _call(route.function, request))

@@ -7,6 +7,9 @@ answer and the metrics.
 '/api/movies/:id'
 >>> routes.template("GET", "/no/such/path")
 'unmatched'
+
+A route may take bodies larger than ``MAX_BODY_BYTES`` (an upload chunk): its handler
+is marked with :func:`body_limit`, and both servers read its body up to that limit.
 """
 
 from __future__ import annotations
@@ -21,13 +24,34 @@ UNMATCHED = "unmatched"
 _METHOD_PREFIX = len("HttpMethod.")
 
 
+_BODY_LIMIT = "vedina_max_body_bytes"
+
+
 def method_name(route_type: Any) -> str:
     """``HttpMethod.GET`` -> ``GET``."""
     return str(route_type)[_METHOD_PREFIX:]
 
 
+def body_limit(max_bytes: int):
+    """Mark a handler as taking bodies of up to ``max_bytes`` (instead of ``MAX_BODY_BYTES``).
+
+    Apply it outermost (above ``requires``): the mark is read from the function Robyn holds.
+
+    >>> @router.patch("/:id")
+    ... @body_limit(64 * 1024**2)
+    ... @requires("catalog:write")
+    ... async def append(request): ...
+    """
+
+    def mark(handler):
+        setattr(handler, _BODY_LIMIT, max_bytes)
+        return handler
+
+    return mark
+
+
 class Route:
-    __slots__ = ("method", "template", "label", "function", "handler", "is_async")
+    __slots__ = ("method", "template", "label", "function", "handler", "is_async", "max_body_bytes")
 
     def __init__(self, method: str, template: str, function: Any) -> None:
         self.method = method
@@ -38,6 +62,8 @@ class Route:
         # handles errors may skip Robyn's wrapper (the bridge does).
         self.handler = _request_handler(function.handler)
         self.is_async = inspect.iscoroutinefunction(self.handler)
+        # None: the server's MAX_BODY_BYTES applies.
+        self.max_body_bytes: int | None = getattr(inspect.unwrap(function.handler), _BODY_LIMIT, None)
 
 
 def _request_handler(wrapper: Any) -> Any | None:

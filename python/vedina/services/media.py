@@ -46,6 +46,7 @@ CONTENT_TYPES = {
 @dataclass(frozen=True, slots=True)
 class MediaFile:
     asset_id: int
+    movie_id: int  # whose visibility rules govern who may stream it
     path: str  # absolute, resolved, inside the media root
     relative_path: str  # POSIX, relative to the media root
     content_type: str
@@ -63,6 +64,7 @@ class _Location:
     path: str
     relative_path: str
     content_type: str
+    movie_id: int
 
 
 def asset_key(asset_id: int) -> str:
@@ -85,8 +87,8 @@ class MediaService:
         if info is None or not stat.S_ISREG(info.st_mode):
             raise NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})
         return MediaFile(
-            asset_id=asset_id, path=location.path, relative_path=location.relative_path,
-            content_type=location.content_type, stat=info,
+            asset_id=asset_id, movie_id=location.movie_id, path=location.path,
+            relative_path=location.relative_path, content_type=location.content_type, stat=info,
         )
 
     async def _location(self, asset_id: int) -> _Location:
@@ -100,7 +102,8 @@ class MediaService:
             raise NotFound(f"Media asset {asset_id} not found", details={"id": asset_id})
         resolved = self._resolve(asset["path"], asset_id)
         relative = resolved.relative_to(self._root).as_posix()
-        return _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")))
+        return _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")),
+                         asset["movie_id"])
 
     def _resolve(self, stored_path: str, asset_id: int) -> Path:
         missing = NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})

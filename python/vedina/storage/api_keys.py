@@ -49,6 +49,14 @@ class ApiKeyRepository:
             row = (await conn.execute(query)).mappings().first()
         return None if row is None else plain(row)
 
+    async def owner_of(self, access_key_id: str) -> int | None:
+        """The account owning a live key (None: unknown, revoked, or its owner is gone)."""
+        query = sa.select(api_keys.c.owner_id).where(
+            api_keys.c.access_key_id == access_key_id, api_keys.c.revoked_at.is_(None)
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
     async def list(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         page = sa.select(*_PUBLIC).order_by(api_keys.c.id).offset(offset).limit(limit)
         async with self._engine.connect() as conn:
