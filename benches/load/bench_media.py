@@ -43,6 +43,7 @@ from tests.http.nginx_helper import Nginx, free_port  # noqa: E402
 FILE_MIB = 256
 RANGE_BYTES = 1 << 20
 VEDINA = str(Path(sys.executable).with_name("vedina"))
+BENCH_SECRET = "bench-only-session-secret-0123456789abcdef"
 
 WRK_SCRIPT = """\
 -- One random 1 MiB range per request, anywhere in the file.
@@ -142,6 +143,16 @@ def add_asset(env: dict[str, str], relative: str) -> int:
     return asyncio.run(insert())
 
 
+def signed_token(asset_id: int) -> str:
+    """A playback token for the asset, as GET /api/movies/:id/playback would sign it (no session:
+    the check is the Rust MAC only, what every range request of a player pays)."""
+    from vedina.config import load_settings
+    from vedina.security.playback_tokens import PlaybackTokens
+
+    tokens = PlaybackTokens.from_settings(load_settings({"SESSION_SECRET": BENCH_SECRET, "PLAYBACK_URL_TTL_SECONDS": "86400"}))
+    return tokens.issue(user_id=1, asset_id=asset_id)
+
+
 def check_range(url: str, data_file: Path) -> None:
     start = (FILE_MIB << 20) // 3
     response = httpx.get(url, headers={"range": f"bytes={start}-{start + RANGE_BYTES - 1}"}, timeout=30)
@@ -209,7 +220,8 @@ def main() -> int:
         make_file(data_file)
         script = root / "ranges.lua"
         script.write_text(WRK_SCRIPT.format(size=FILE_MIB << 20, span=RANGE_BYTES))
-        env = {"DATA_DIR": str(root), "LOG_LEVEL": "warning", "RATE_LIMIT_ENABLED": "false", "VEDINA_ENV": "test"}
+        env = {"DATA_DIR": str(root), "LOG_LEVEL": "warning", "RATE_LIMIT_ENABLED": "false", "VEDINA_ENV": "test",
+               "SESSION_SECRET": BENCH_SECRET, "PLAYBACK_URL_TTL_SECONDS": "86400"}
         asset_id = add_asset(env, relative)
         print(f"random {RANGE_BYTES >> 20} MiB ranges of a {FILE_MIB} MiB file, wrk -t{args.threads} "
               f"-c{args.connections} -d{args.seconds}s, 2 workers each, 127.0.0.1")
@@ -219,7 +231,7 @@ def main() -> int:
             command = [VEDINA, "serve", "--server", "granian", "--workers", "2", "--host", "127.0.0.1",
                        "--port", str(port)]
             with process(command, env, root / "granian.log") as proc:
-                url = f"http://127.0.0.1:{port}/api/media/{asset_id}"
+                url = f"http://127.0.0.1:{port}/api/media/{asset_id}?t={signed_token(asset_id)}"
                 wait_http(url, proc)
                 return measure("vedina (granian, /api/media/:id)", url, data_file, script, args)
 

@@ -27,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate_mode.add_argument("--autogenerate", metavar="MESSAGE",
                               help="write the next revision from the schema's difference with the database")
     commands.add_parser("worker", help="relay the outbox and run queued jobs")
-    commands.add_parser("demo-data", help="load demo movies with small playable media files")
+    demo = commands.add_parser("demo-data", help="load demo movies with small playable media files")
+    demo.add_argument("--movies", type=int, default=0, metavar="N",
+                      help="also generate N realistic catalog rows (people, genres, credits) pointing at the demo clips")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated catalog")
     set_role = commands.add_parser("set-role", help="give an existing account a role (bootstrap the first admin)")
     set_role.add_argument("email")
     set_role.add_argument("role", choices=["viewer", "editor", "moderator", "admin"])
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "demo-data":
         from vedina.demo.loader import load_demo_data
 
-        added = asyncio.run(load_demo_data(settings))
+        added = asyncio.run(load_demo_data(settings, generated=args.movies, seed=args.seed))
         print(f"demo data: {added} movie(s) added, media in {settings.media_dir}")
     elif args.command == "set-role":
         from vedina.composition import set_role_by_email

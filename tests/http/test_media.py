@@ -19,14 +19,26 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SERVERS, LiveServer
+from tests.conftest import SERVERS, SESSION_SECRET, LiveServer
 from tests.http.nginx_helper import Nginx
+from vedina.security.keys import derive_key
+from vedina.security.playback_tokens import PlaybackTokens
 
 pytestmark = pytest.mark.slow
 
 PROFILE = "embedded"  # the asset lookup is the catalog's; both profiles are in test_contract
 MOOV_LAST = "game-of-life"  # 1.5 MB, moov atom at the end
 MOOV_FIRST = "color-bars"
+
+
+# Streaming needs a signed URL (?t=): the tests sign one as GET /api/movies/:id/playback would,
+# with the live servers' SESSION_SECRET (tests/playback covers how clients get them).
+_TOKENS = PlaybackTokens(derive_key(SESSION_SECRET, "playback"), ttl=3600)
+
+
+def signed(asset_id: int | str) -> str:
+    """The URL path of an asset with a token (user 1, no playback session)."""
+    return f"/api/media/{asset_id}?t={_TOKENS.issue(user_id=1, asset_id=int(asset_id))}"
 
 
 def media_dir(live_data) -> Path:
@@ -57,7 +69,7 @@ def http(app):
 @pytest.fixture
 def video(app) -> str:
     """URL path of the moov-last demo clip (the largest)."""
-    return f"/api/media/{assets_by_slug(app.base_url)[MOOV_LAST]['video']}"
+    return signed(assets_by_slug(app.base_url)[MOOV_LAST]["video"])
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +208,11 @@ def test_full_file_with_validators_and_client_caching(http, video, original):
 
 def test_content_type_by_extension(app, http):
     ids = assets_by_slug(app.base_url)[MOOV_FIRST]
-    subtitle = http.get(f"/api/media/{ids['subtitle']}")
+    subtitle = http.get(signed(ids["subtitle"]))
     assert subtitle.status_code == 200
     assert subtitle.headers["content-type"] == "text/vtt"
     assert subtitle.content.startswith(b"WEBVTT")
-    assert http.head(f"/api/media/{ids['video']}").headers["content-type"] == "video/mp4"
+    assert http.head(signed(ids["video"])).headers["content-type"] == "video/mp4"
 
 
 def test_if_none_match_is_304_without_body(http, video):
@@ -268,7 +280,7 @@ def test_head_answers_the_get_headers_without_body(app, http, video, header):
         ("/api/media/1.5", 422),
         ("/api/media/-1", 422),
         ("/api/media/99999999999999999999999", 422),
-        ("/api/media/987654321", 404),
+        (signed(987654321), 404),
     ],
 )
 def test_bad_or_unknown_asset_is_4xx_json(http, path, status):
@@ -306,7 +318,7 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffmpe
 @needs_ffmpeg
 @pytest.mark.parametrize("slug", [MOOV_FIRST, MOOV_LAST])
 def test_ffprobe_reads_the_clip_over_http(app, slug):
-    url = f"{app.base_url}/api/media/{assets_by_slug(app.base_url)[slug]['video']}"
+    url = app.base_url + signed(assets_by_slug(app.base_url)[slug]["video"])
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "csv=p=0", url],
         capture_output=True, text=True, timeout=60, check=True,
@@ -359,7 +371,7 @@ def accel(live_data, tmp_path_factory):
 def test_accel_mode_app_answers_redirect_without_body(accel):
     app, _ = accel
     asset = assets_by_slug(app.base_url)[MOOV_LAST]["video"]
-    response = httpx.get(f"{app.base_url}/api/media/{asset}", headers={"range": "bytes=0-9"})
+    response = httpx.get(app.base_url + signed(asset), headers={"range": "bytes=0-9"})
     assert response.status_code == 200
     assert response.headers["x-accel-redirect"] == f"{ACCEL_PREFIX}demo/{MOOV_LAST}.mp4"
     assert response.content == b""
@@ -367,7 +379,7 @@ def test_accel_mode_app_answers_redirect_without_body(accel):
 
 def test_accel_mode_through_nginx_serves_ranges(accel, original):
     app, proxy = accel
-    url = f"{proxy.base_url}/api/media/{assets_by_slug(app.base_url)[MOOV_LAST]['video']}"
+    url = proxy.base_url + signed(assets_by_slug(app.base_url)[MOOV_LAST]["video"])  # nginx passes ?t= on
     with httpx.Client(timeout=30) as client:
         full = client.get(url, headers={"x-request-id": "trace-accel-1"})
         assert full.status_code == 200 and full.content == original
@@ -393,8 +405,13 @@ def test_accel_mode_through_nginx_serves_ranges(accel, original):
 
 def test_accel_mode_keeps_app_errors_and_hides_the_internal_location(accel):
     app, proxy = accel
-    unknown = httpx.get(f"{proxy.base_url}/api/media/987654321", timeout=10)
+    unknown = httpx.get(proxy.base_url + signed(987654321), timeout=10)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    asset = assets_by_slug(app.base_url)[MOOV_LAST]["video"]
+    unsigned = httpx.get(f"{proxy.base_url}/api/media/{asset}", timeout=10)
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "unauthorized"
+    forged = httpx.get(f"{proxy.base_url}{signed(asset)}x", timeout=10)
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "playback_token_invalid"
     direct = httpx.get(f"{proxy.base_url}{ACCEL_PREFIX}demo/{MOOV_LAST}.mp4", timeout=10)
     assert direct.status_code == 404  # "internal": only reachable through the app
     assert not direct.content.startswith(b"\x00\x00\x00")  # no MP4 box

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from vedina.composition import open_services
 from vedina.config import Settings
+from vedina.demo.catalog import ensure_genres, generate_catalog
 from vedina.demo.media import make_clip, write_subtitles
 from vedina.jobs import media_probe
+from vedina.storage import search
 from vedina.storage.clock import utcnow
 from vedina.storage.movies import MovieRepository
 from vedina.storage.outbox import enqueue
@@ -60,7 +62,7 @@ DEMO_MOVIES = [
 ]
 
 
-async def load_demo_data(settings: Settings) -> int:
+async def load_demo_data(settings: Settings, *, generated: int = 0, seed: int = 7) -> int:
     services = await open_services(settings)
     resources = services.resources
     added: list[int] = []
@@ -81,6 +83,10 @@ async def load_demo_data(settings: Settings) -> int:
                     genres=movie["genres"], spoken_languages=["en"], subtitle_languages=["en"],
                     status="published", published_at=utcnow(), sort_title=movie["title"].lower(),
                 )
+                genre_ids = await ensure_genres(conn)
+                await MovieRepository.set_genres(conn, movie_id, [genre_ids[g] for g in movie["genres"]])
+                await MovieRepository.set_languages(conn, movie_id, spoken=["en"], subtitle=["en"])
+                await search.add_to_vocabulary(conn, [movie["title"]])
                 video_id = await MovieRepository.insert_asset(
                     conn, movie_id=movie_id, kind="video", path=video, content_type="video/mp4",
                     label="moov first" if movie["faststart"] else "moov last",
@@ -93,7 +99,11 @@ async def load_demo_data(settings: Settings) -> int:
                 # Same transaction: the probe job exists exactly when the asset does.
                 await enqueue(conn, topic=media_probe.TOPIC, payload={"asset_id": video_id})
             added.append(movie_id)
-        if added:
+        if generated:
+            clips = [f"demo/{movie['slug']}.mp4" for movie in DEMO_MOVIES]
+            seconds = await generate_catalog(resources.engine, count=generated, seed=seed, clips=clips)
+            print(f"demo data: {generated} generated movie(s) in {seconds:.1f} s")
+        if added or generated:
             await services.catalog.movies_changed(*added)  # servers already running drop their pages
         # Embedded profile: run the queued probes now; with RabbitMQ this
         # publishes them for `vedina worker`.

@@ -86,6 +86,7 @@ class ProgressWriter:
         self._store = store
         self._flush_seconds = flush_seconds
         self._due: dict[tuple[int, int], float] = {}  # (profile, movie) -> monotonic time to write
+        self._latest: dict[tuple[int, int], int] = {}  # (profile, movie) -> at_ms of this worker's latest report
         self._task = Background("progress flush")
 
     @property
@@ -103,11 +104,13 @@ class ProgressWriter:
         pending = Pending(position, duration, now_ms(), watched=is_watched(position, duration))
         await self._store.set(pending_key(*slot), _encode(pending), ttl=PENDING_TTL)
         if slot in self._due:
+            self._latest[slot] = pending.at_ms
             return pending
         if await self._store.add(flushed_key(*slot), b"1", ttl=self._flush_seconds):
             await self._write(slot, pending)
         else:
             self._due[slot] = time.monotonic() + self._flush_seconds
+            self._latest[slot] = pending.at_ms
         return pending
 
     async def write_now(self, *, profile_id: int, movie_id: int, position: int, duration: int,
@@ -119,6 +122,7 @@ class ProgressWriter:
         pending = Pending(position, duration, now_ms(), watched=bool(watched))
         await self._store.set(pending_key(*slot), _encode(pending), ttl=PENDING_TTL)
         self._due.pop(slot, None)
+        self._latest.pop(slot, None)
         async with self._engine.begin() as conn:
             if watched is False:
                 await ViewingRepository.unmark_watched(conn, profile_id=profile_id, movie_id=movie_id, at=pending.stored_at)
@@ -137,21 +141,23 @@ class ProgressWriter:
 
     async def flush(self, *, everything: bool = False) -> int:
         """Write the positions whose window has passed (``everything``: all held, markers or not);
-        returns how many were written."""
+        returns how many were written.
+
+        A slot stays held until its write has committed (a write cancelled at shutdown is done
+        again by ``close``), and stays held after it when this worker received a newer report meanwhile."""
         now, written = time.monotonic(), 0
         for slot in [s for s, due in self._due.items() if everything or due <= now]:
+            self._due[slot] = now + self._flush_seconds  # the next look, whatever happens below
             if not everything and not await self._store.add(flushed_key(*slot), b"1", ttl=self._flush_seconds):
-                self._due[slot] = now + self._flush_seconds  # another worker wrote in this window
-                continue
-            del self._due[slot]
+                continue  # another worker wrote in this window
             raw = await self._store.get(pending_key(*slot))
-            if raw is not None:
-                try:
-                    await self._write(slot, _decode(raw))
-                except Exception:
-                    self._due.setdefault(slot, now + self._flush_seconds)  # next round
-                    raise
+            pending = None if raw is None else _decode(raw)
+            if pending is not None:
+                await self._write(slot, pending)
                 written += 1
+            if pending is None or self._latest.get(slot, 0) <= pending.at_ms:
+                self._due.pop(slot, None)
+                self._latest.pop(slot, None)
         return written
 
     async def _write(self, slot: tuple[int, int], pending: Pending) -> None:

@@ -21,9 +21,10 @@ empty fallback query).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,6 +80,31 @@ def fts5_expression(found: list[str], *, prefix: bool) -> str:
     if prefix and parts:
         parts[-1] += "*"
     return " ".join(parts)
+
+
+# -- bulk loads ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def bulk_indexing(conn: AsyncConnection, *, first_id: int) -> AsyncIterator[None]:
+    """Index movies inserted in the block (ids from ``first_id``) once, at the end.
+
+    On SQLite the FTS5 insert trigger costs ~4x the row insert itself; for a bulk
+    load it is set aside (its own SQL, read back from ``sqlite_master``) and the
+    new rows are indexed in one statement. MariaDB's FULLTEXT index needs nothing.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    trigger = (await conn.execute(sa.text(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'movies_fts_insert'"))).scalar_one()
+    await conn.execute(sa.text("DROP TRIGGER movies_fts_insert"))
+    yield
+    await conn.execute(sa.text(trigger))
+    await conn.execute(sa.text(
+        "INSERT INTO movies_fts(rowid, title, original_title, synopsis, people_text)"
+        " SELECT id, title, original_title, synopsis, people_text FROM movies WHERE id >= :first_id"
+    ), {"first_id": first_id})
 
 
 # -- the vocabulary ---------------------------------------------------------------------

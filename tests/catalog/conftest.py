@@ -1,0 +1,86 @@
+"""Catalog test helpers: a live Granian server per storage profile with an editor and a viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import PROFILES, LiveServer, TEST_DB, profile_env, require_profile, reset_database, run_cli
+from vedina.config import load_settings
+from vedina.storage.database import create_engine
+
+PASSWORD = "correct horse battery staple"
+
+
+def account(base_url: str, env: dict[str, str], *, role: str | None = None) -> httpx.Client:
+    http = httpx.Client(base_url=base_url, timeout=20)
+    email = f"cat-{uuid.uuid4().hex[:12]}@example.org"
+    assert http.post("/api/auth/register", json={"email": email, "password": PASSWORD,
+                                                 "display_name": "Catalog"}).status_code == 202
+    if role is not None:
+        run_cli(env, "set-role", email, role)
+    login = http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    http.headers["authorization"] = f"Bearer {login.json()['access_token']}"
+    return http
+
+
+class Site:
+    def __init__(self, live: LiveServer) -> None:
+        self.live = live
+        self.env = live.env
+        self.settings = load_settings(live.env)
+        self.anonymous = httpx.Client(base_url=live.base_url, timeout=20)
+        self.editor = account(live.base_url, live.env, role="editor")
+        self.viewer = account(live.base_url, live.env)
+
+    def query(self, statement) -> list[dict]:
+        async def run():
+            engine = create_engine(self.settings)
+            try:
+                async with engine.connect() as conn:
+                    return [dict(r) for r in (await conn.execute(statement)).mappings().all()]
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+    def movie(self, **fields) -> tuple[int, int]:
+        """Create a movie as the editor; returns (id, version)."""
+        body = {"title": f"Movie {uuid.uuid4().hex[:8]}", **fields}
+        created = self.editor.post("/api/movies", json=body)
+        assert created.status_code == 201, created.text
+        return created.json()["id"], created.json()["version"]
+
+    def published(self, **fields) -> int:
+        movie_id, version = self.movie(**fields)
+        published = self.editor.post(f"/api/movies/{movie_id}/publish", headers={"if-match": f'"{version}"'})
+        assert published.status_code == 200, published.text
+        return movie_id
+
+    def close(self) -> None:
+        for client in (self.anonymous, self.editor, self.viewer):
+            client.close()
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def site(request, tmp_path_factory):
+    """One server per profile for a test module, on a fresh database."""
+    require_profile(request.param)
+    data_dir = tmp_path_factory.mktemp(f"catalog-{request.param}")
+    env = profile_env(request.param, data_dir, database=TEST_DB, redis_db=3, amqp_prefix=f"cat-{uuid.uuid4().hex[:6]}")
+    if request.param == "real":
+        import redis
+
+        asyncio.run(reset_database(load_settings(env)))
+        redis.from_url(env["REDIS_URL"]).flushdb()
+    else:
+        run_cli(env, "migrate")
+    live = LiveServer(server="granian", env=env)
+    built = Site(live)
+    yield built
+    built.close()
+    live.stop()
