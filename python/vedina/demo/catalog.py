@@ -96,11 +96,11 @@ async def _next_id(conn: AsyncConnection, table: sa.Table) -> int:
 
 
 async def ensure_genres(conn: AsyncConnection) -> dict[str, int]:
-    existing = dict((await conn.execute(sa.select(genres.c.slug, genres.c.id))).tuples().all())
+    existing = dict((await conn.execute(sa.select(genres.c.slug, genres.c.id))).all())
     missing = [{"slug": slug, "name": name} for slug, name in GENRES.items() if slug not in existing]
     if missing:
         await conn.execute(sa.insert(genres), missing)
-        existing = dict((await conn.execute(sa.select(genres.c.slug, genres.c.id))).tuples().all())
+        existing = dict((await conn.execute(sa.select(genres.c.slug, genres.c.id))).all())
     return existing
 
 

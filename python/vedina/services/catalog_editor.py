@@ -347,7 +347,7 @@ async def refresh_people_text(conn: AsyncConnection, movie_ids: list[int]) -> No
     rows = (await conn.execute(
         sa.select(credits.c.movie_id, people.c.name).join(people, people.c.id == credits.c.person_id)
         .where(credits.c.movie_id.in_(movie_ids)).order_by(credits.c.movie_id, credits.c.department, credits.c.position)
-    )).tuples().all()
+    )).all()
     names: dict[int, list[str]] = {movie_id: [] for movie_id in movie_ids}
     for movie_id, name in rows:
         names[movie_id].append(name)

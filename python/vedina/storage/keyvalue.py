@@ -68,7 +68,7 @@ class SqlStore:
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         async with self._engine.connect() as conn:
-            found = dict((await conn.execute(_GET_MANY, {"keys": keys, "now": now_ms()})).tuples().all())
+            found = dict((await conn.execute(_GET_MANY, {"keys": keys, "now": now_ms()})).all())
         return [found.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:

@@ -204,7 +204,7 @@ class GenreRepository:
         if not slugs:
             return {}
         rows = await conn.execute(sa.select(genres.c.slug, genres.c.id).where(genres.c.slug.in_(slugs)))
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
     async def id_of(self, slug: str) -> int | None:
         async with self._engine.connect() as conn:
@@ -260,7 +260,7 @@ class PersonRepository:
         if not person_ids:
             return {}
         rows = await conn.execute(sa.select(people.c.id, people.c.name).where(people.c.id.in_(person_ids)))
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
     @staticmethod
     async def insert(conn: AsyncConnection, *, name: str) -> int:

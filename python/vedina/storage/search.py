@@ -165,7 +165,7 @@ async def correct(conn: AsyncConnection, word: str) -> str | None:
         .order_by(shared.desc(), search_trigrams.c.word)
         .limit(50)
     )
-    candidates = (await conn.execute(query)).tuples().all()
+    candidates = (await conn.execute(query)).all()
     if any(candidate == word for candidate, _ in candidates):
         return None
     best: tuple[int, int, str] | None = None
