@@ -107,6 +107,7 @@ class RabbitBroker:
         self._channel = None
         self._handlers: dict[str, JobHandler] = {}
         self._ledger: MessageLedger | None = None
+        self._connecting = asyncio.Lock()
 
     def attach_handlers(self, handlers: dict[str, JobHandler], *, ledger: MessageLedger | None = None) -> None:
         self._handlers = handlers
@@ -115,9 +116,16 @@ class RabbitBroker:
     async def connect(self) -> None:
         import aio_pika
 
-        self._connection = await aio_pika.connect_robust(self._url, timeout=10)
-        self._channel = await self._connection.channel(publisher_confirms=True)
-        await self.declare(self._channel)
+        # The relay and the consumer of `vedina worker` both connect on first use: one
+        # connection, and the channel published only once the queues exist (a message
+        # published to a queue not declared yet is dropped by the default exchange).
+        async with self._connecting:
+            if self._channel is not None:
+                return
+            connection = await aio_pika.connect_robust(self._url, timeout=10)
+            channel = await connection.channel(publisher_confirms=True)
+            await self.declare(channel)
+            self._connection, self._channel = connection, channel
 
     async def declare(self, channel) -> Any:
         await channel.declare_queue(self.dead_queue_name, durable=True)
