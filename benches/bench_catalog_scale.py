@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import statistics
@@ -128,6 +129,7 @@ def main() -> int:
     parser.add_argument("--profiles", default="embedded,real")
     parser.add_argument("--reads", type=int, default=200)
     args = parser.parse_args()
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)  # the server's notes on DDL and INSERT IGNORE
     sizes = [int(s) for s in args.sizes.split(",")]
     worst = 0.0
     for profile in args.profiles.split(","):

@@ -39,3 +39,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # asyncmy logs the server's notes as warnings: "Duplicate entry" for every INSERT IGNORE
+    # (the search vocabulary) and DDL remarks during migrations; neither is the operator's concern.
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)

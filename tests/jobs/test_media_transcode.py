@@ -11,7 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests.jobs.media_helpers import (
-    add_video, asset_row, children, ffprobe_streams, image_size, place, top_level_boxes,
+    add_video,
+    asset_row,
+    children,
+    ffprobe_streams,
+    image_size,
+    place,
+    top_level_boxes,
 )
 from vedina.jobs import media_probe, media_transcode
 from vedina.storage.clock import utcnow
