@@ -13,8 +13,10 @@ a cache hit costs no query at all, see benches/load/bench_api.py):
 - ``list``: the first page, newest first;
 - ``list_deep``: the page after 50 pages (a keyset cursor, no offset);
 - ``list_genre``: a page of one genre sorted by popularity;
-- ``search``: a two-word full-text search (prefix on the last word);
-- ``search_typo``: a misspelled word (the fallback's trigram lookup, then the search);
+- ``search``: what a user types to find a movie they know: two words of a random title, the
+  last one half-typed (a prefix);
+- ``search_typo``: one word of a random title with two letters swapped (nothing matches: the
+  fallback's trigram lookup, then the corrected search);
 - ``detail``: one movie with its credits and media.
 
 Prints p50/p95 in ms per query and the ratio p50(largest)/p50(smallest); the aim is <= 2x.
@@ -81,6 +83,20 @@ async def measure(settings, *, size: int, reads: int) -> dict[str, list[float]]:
     async with engine.connect() as conn:
         genre_id = (await conn.execute(sa.select(genres.c.id).where(genres.c.slug == "drama"))).scalar_one()
         ids = (await conn.execute(sa.select(movies.c.id).where(movies.c.status == "published"))).scalars().all()
+        titles = (await conn.execute(sa.select(movies.c.title).where(movies.c.id.in_(rng.sample(ids, 300))))).scalars().all()
+    typed = []
+    for title in titles:
+        words = search.terms(title)[:2]
+        if words:
+            words[-1] = words[-1][: max(3, len(words[-1]) // 2 + 1)]
+            typed.append(words)
+    typos = []
+    for title in titles:
+        long_words = [w for w in search.terms(title) if len(w) >= 6]
+        if long_words:
+            word = rng.choice(long_words)
+            i = rng.randrange(1, len(word) - 2)
+            typos.append(word[:i] + word[i + 1] + word[i] + word[i + 2:])
     now = utcnow()
     visible = Filters(window_at=now)
     # The 50th page's keyset, found once by walking (what a client's cursor holds).
@@ -95,15 +111,18 @@ async def measure(settings, *, size: int, reads: int) -> dict[str, list[float]]:
         return search.mariadb_expression(words, prefix=True)
 
     async def typo() -> None:
-        corrected = await queries.correct("harbr") or "harbr"
-        await queries.search(expression([corrected]), visible, offset=0, limit=PAGE)
+        word = rng.choice(typos)
+        page = await queries.search(expression([word]), visible, offset=0, limit=PAGE)
+        if not page.rows:
+            corrected = await queries.correct(word) or word
+            await queries.search(expression([corrected]), visible, offset=0, limit=PAGE)
 
     cases = {
         "list": lambda: queries.list(visible, sort="newest", after=None, limit=PAGE),
         "list_deep": lambda: queries.list(visible, sort="newest", after=deep, limit=PAGE),
         "list_genre": lambda: queries.list(Filters(window_at=now, genre_id=genre_id), sort="popularity", after=None,
                                            limit=PAGE),
-        "search": lambda: queries.search(expression(["silent", "harb"]), visible, offset=0, limit=PAGE),
+        "search": lambda: queries.search(expression(rng.choice(typed)), visible, offset=0, limit=PAGE),
         "search_typo": typo,
         "detail": lambda: repository.get(rng.choice(ids)),
     }

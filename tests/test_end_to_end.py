@@ -138,6 +138,8 @@ def test_from_an_interrupted_upload_to_a_stream_on_a_third_device(deployment):
     playback = viewer.get(f"/api/movies/{movie_id}/playback", params={"device_id": "laptop", "device_name": "laptop"})
     assert playback.status_code == 200, playback.text
     rendition = next(r for r in playback.json()["renditions"] if r["kind"] == "rendition")
+    for artwork in ("poster", "sprite", "sprite_image"):  # thumbnails: the cues' picture has its own URL
+        assert httpx.get(live.base_url + playback.json()[artwork]["url"]).status_code == 200
     url = live.base_url + rendition["url"]
     ranged = httpx.get(url, headers={"range": "bytes=0-1023"})  # no credentials: the signed URL is enough
     assert ranged.status_code == 206 and len(ranged.content) == 1024

@@ -15,7 +15,7 @@ from tests.jobs.media_helpers import add_video, asset_row, children, place, top_
 from vedina.jobs import media_probe
 from vedina.storage.outbox import enqueue
 
-EXPECTED = {("rendition", "source"), ("poster", "poster"), ("sprite", "sprite")}
+EXPECTED = {("rendition", "source"), ("poster", "poster"), ("sprite", "sprite"), ("sprite_image", "sprite")}
 
 
 async def ingest(services, media_dir, clip) -> int:
@@ -63,7 +63,7 @@ async def test_vedina_worker_on_rabbitmq_runs_probe_then_transcode(profile, serv
 
     assert (source["status"], source["height"], source["transcode_progress"]) == ("ready", 720, 100)
     made = await children(services.resources.engine, asset_id)
-    assert set(made) == {("rendition", "360p"), ("rendition", "720p"), ("poster", "poster"), ("sprite", "sprite")}
+    assert set(made) == {("rendition", "360p"), ("rendition", "720p"), ("poster", "poster"), ("sprite", "sprite"), ("sprite_image", "sprite")}
     for key in [("rendition", "360p"), ("rendition", "720p")]:
         boxes = top_level_boxes(media_dir / made[key]["path"])
         assert boxes.index("moov") < boxes.index("mdat")

@@ -65,7 +65,7 @@ async def test_a_720p_source_gets_360p_and_720p_fast_start_h264_aac_a_poster_and
 
     made = await children(services.resources.engine, source_id)
     # 720p is the source's height: the '720p' rung is the source's rendition, no duplicate 'source' rung.
-    assert set(made) == {("rendition", "360p"), ("rendition", "720p"), ("poster", "poster"), ("sprite", "sprite")}
+    assert set(made) == {("rendition", "360p"), ("rendition", "720p"), ("poster", "poster"), ("sprite", "sprite"), ("sprite_image", "sprite")}
     for label, width, height in [("360p", 640, 360), ("720p", 1280, 720)]:
         row = made[("rendition", label)]
         file = media_dir / row["path"]
@@ -94,6 +94,8 @@ async def test_a_720p_source_gets_360p_and_720p_fast_start_h264_aac_a_poster_and
     assert first_cue == "00:00:00.000 --> 00:00:01.000\nsprite.jpg#xywh=0,0,160,90"
     assert re.fullmatch(r"00:00:01\.000 --> 00:00:02\.\d{3}\nsprite\.jpg#xywh=160,0,160,90", second_cue), second_cue
     assert image_size(media_dir / f"renditions/{source_id}/sprite.jpg") == (320, 90)
+    picture = made[("sprite_image", "sprite")]  # an asset of its own: players fetch it with a signed URL
+    assert (picture["path"], picture["content_type"]) == (f"renditions/{source_id}/sprite.jpg", "image/jpeg")
 
     source = await asset_row(services.resources.engine, source_id)
     assert (source["transcode_status"], source["transcode_progress"], source["failure_reason"]) == ("done", 100, None)
@@ -108,7 +110,7 @@ async def test_a_source_below_every_rung_gets_only_a_source_rung_remuxed_fast_st
     await jobs[media_transcode.TOPIC]({"asset_id": source_id})
 
     made = await children(services.resources.engine, source_id)
-    assert set(made) == {("rendition", "source"), ("poster", "poster"), ("sprite", "sprite")}
+    assert set(made) == {("rendition", "source"), ("poster", "poster"), ("sprite", "sprite"), ("sprite_image", "sprite")}
     row = made[("rendition", "source")]
     assert (row["width"], row["height"], row["video_codec"], row["audio_codec"]) == (320, 240, "h264", "aac")
     boxes = top_level_boxes(media_dir / row["path"])

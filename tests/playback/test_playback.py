@@ -61,7 +61,7 @@ def test_playback_answer_lists_signed_renditions_subtitles_and_the_session(serve
         assert item["url"].startswith(f"/api/media/{item['asset_id']}?t=")
     [subtitle] = body["subtitles"]
     assert subtitle["language"] == "en" and subtitle["url"].startswith(f"/api/media/{movie['subtitle']}?t=")
-    for art in (body["poster"], body["sprite"]):  # made by media.transcode when it ran
+    for art in (body["poster"], body["sprite"], body["sprite_image"]):  # made by media.transcode when it ran
         assert art is None or art["url"].startswith(f"/api/media/{art['asset_id']}?t=")
     assert body["resume_position_seconds"] is None
     session = body["session"]

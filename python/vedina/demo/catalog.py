@@ -53,14 +53,29 @@ _LAST = (
 ).split()
 _ADJECTIVES = (
     "Silent Broken Crimson Hidden Endless Frozen Golden Hollow Last Lost Midnight Northern Quiet Restless Secret "
-    "Shattered Silver Burning Distant Electric Falling Forgotten Invisible Lonely Wild Scarlet Velvet Wandering"
+    "Shattered Silver Burning Distant Electric Falling Forgotten Invisible Lonely Wild Scarlet Velvet Wandering "
+    "Ancient Bitter Blind Bright Careless Cold Crooked Dark Deadly Desperate Dusty Eternal Fearless Fragile Gentle "
+    "Glass Grand Haunted Heavy Hungry Iron Little Lucky Mad Marble Narrow Pale Perfect Proud Quick Rare Red Rough "
+    "Sacred Savage Shallow Sleeping Small Solar Southern Stolen Strange Sweet Tender Thin Twisted Wicked Winding"
 ).split()
 _NOUNS = (
     "Harbor Protocol Garden Signal Horizon Kingdom Letter Machine Mirror Orchard River Shadow Station Storm Summer "
-    "Tide Winter Empire Frontier Lantern Voyage Archive Circuit Echo Fortress Island Matrix Meridian Orbit Paradox"
+    "Tide Winter Empire Frontier Lantern Voyage Archive Circuit Echo Fortress Island Matrix Meridian Orbit Paradox "
+    "Anchor Arrow Bridge Canyon Castle Cathedral Chapter Compass Crown Desert Diamond Dragon Engine Falcon Feather "
+    "Festival Forest Fountain Glacier Hammer Highway Hunter Journey Jungle Key Ladder Legacy Lighthouse Market Mask "
+    "Melody Mountain Nightfall Ocean Opera Palace Passage Pilgrim Prophet Puzzle Railway Ransom Rebel Requiem Riddle "
+    "Saint Sanctuary Satellite Secretary Serpent Sheriff Shore Siege Soldier Sparrow Spirit Stranger Sunrise Swan "
+    "Temple Thief Throne Thunder Tower Treasure Tunnel Valley Village Voice Volcano Warden Whisper Widow Wolf"
 ).split()
-_PLACES = "Avalon Berlin Cairo Dakar Eden Kyoto Lagos Lisbon Marrakesh Oslo Prague Santiago Tangier Vienna".split()
-_VERBS = "discovers chases hides remembers betrays rescues follows questions builds loses".split()
+_VERBS = ("discovers chases hides remembers betrays rescues follows questions builds loses guards forgives haunts "
+          "inherits outwits deceives confronts abandons awakens escapes").split()
+_SYLLABLES = "al bar cor dra el fen gar hal is jor ka lum mor nev or pra quel ros sal tor ul vel wyn xa yor zan".split()
+
+
+def _invented(rng: random.Random, syllables: int) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(syllables)).capitalize()
+
+
 _LANGUAGES = ["en", "fr", "de", "es", "it", "ja", "ko", "pt", "sv", "hi", "zh", "ar", "pl", "nl", "tr"]
 _RATINGS = ["G", "PG", "PG-13", "R", "NC-17"]
 _RATING_WEIGHTS = [10, 25, 35, 25, 5]
@@ -68,17 +83,19 @@ _JOBS = ["Director", "Writer", "Composer", "Cinematographer"]
 BATCH = 4000
 
 
-def _title(rng: random.Random) -> str:
-    shape = rng.randrange(5)
+def _title(rng: random.Random, places: list[str]) -> str:
+    shape = rng.randrange(6)
     if shape == 0:
         return f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
     if shape == 1:
-        return f"{rng.choice(_NOUNS)} of {rng.choice(_PLACES)}"
+        return f"{rng.choice(_NOUNS)} of {rng.choice(places)}"
     if shape == 2:
         return f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.randrange(2, 5)}"
     if shape == 3:
-        return f"{rng.choice(_PLACES)} {rng.choice(_NOUNS)}"
-    return f"A {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
+        return f"{rng.choice(places)} {rng.choice(_NOUNS)}"
+    if shape == 4:
+        return f"The {rng.choice(_NOUNS)} of {rng.choice(places)}"
+    return f"A {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} in {rng.choice(places)}"
 
 
 def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -113,7 +130,10 @@ async def generate_catalog(engine: AsyncEngine, *, count: int, seed: int = 7, cl
         genre_ids = await ensure_genres(conn)
         first_movie, first_person = await _next_id(conn, movies), await _next_id(conn, people)
     person_count = max(50, count // 2)
-    names = [f"{rng.choice(_FIRST)} {rng.choice(_LAST)}" for _ in range(person_count)]
+    # Real catalogs name thousands of places and people: invented ones keep words as rare as theirs.
+    places = sorted({_invented(rng, rng.choice((2, 3))) for _ in range(max(100, count // 20))})
+    surnames = _LAST + sorted({_invented(rng, 3) for _ in range(max(100, count // 10))})
+    names = [f"{rng.choice(_FIRST)} {rng.choice(surnames)}" for _ in range(person_count)]
     person_rows = [{"id": first_person + i, "name": name, "created_at": now} for i, name in enumerate(names)]
 
     movie_rows: list[dict[str, Any]] = []
@@ -124,7 +144,7 @@ async def generate_catalog(engine: AsyncEngine, *, count: int, seed: int = 7, cl
     genre_slugs = list(genre_ids)
     for i in range(count):
         movie_id = first_movie + i
-        title = _title(rng)
+        title = _title(rng, places)
         chosen_genres = rng.sample(genre_slugs, rng.randint(1, 3))
         spoken = rng.sample(_LANGUAGES, rng.choice((1, 1, 1, 2)))
         subtitles = rng.sample(_LANGUAGES, rng.randint(1, 5))
@@ -139,9 +159,9 @@ async def generate_catalog(engine: AsyncEngine, *, count: int, seed: int = 7, cl
         movie_rows.append({
             "id": movie_id, "slug": f"{slugify(title)}-{movie_id}", "title": title, "original_title": "",
             "sort_title": sort_title(title),
-            "synopsis": (f"In {rng.choice(_PLACES)}, a {rng.choice(_ADJECTIVES).lower()} stranger "
-                         f"{rng.choice(_VERBS)} the {rng.choice(_NOUNS).lower()} that "
-                         f"{rng.choice(_VERBS)} everything."),
+            "synopsis": (f"In {rng.choice(places)}, a {rng.choice(_ADJECTIVES).lower()} "
+                         f"{rng.choice(_NOUNS).lower()} {rng.choice(_VERBS)} the {rng.choice(_NOUNS).lower()} "
+                         f"of {rng.choice(places)}."),
             "release_year": rng.randint(1930, 2026), "runtime_minutes": rng.randint(75, 190),
             "duration_seconds": 8, "maturity_rating": rng.choices(_RATINGS, _RATING_WEIGHTS)[0],
             "genres": chosen_genres, "spoken_languages": spoken, "subtitle_languages": subtitles,

@@ -186,6 +186,8 @@ class _Transcode:
                              lambda path, report, rung=rung: self._encode(rung, path, report))
         await self._step(progress, weights[-2], "sprite", "sprite", "sprite.vtt", self._sprite,
                          extra=self.dir / "sprite.jpg")
+        # The picture the cues point at is an asset too, so players can fetch it with a signed URL.
+        await self._step(progress, 0.0, "sprite_image", "sprite", "sprite.jpg", self._sprite_image)
         await self._step(progress, weights[-1], "poster", "poster", "poster.jpg", self._poster)
 
     def _rung_weight(self, rung: Rung) -> float:
@@ -260,6 +262,11 @@ class _Transcode:
         ])
         return await self._finish(temp, final, playable=False)
 
+    async def _sprite_image(self, final: Path, report: ProgressCallback) -> MediaFacts:
+        """Record the sprite's picture (made by :meth:`_sprite`, renamed into place by it)."""
+        facts, _ = await inspect(final, playable=False)
+        return facts
+
     async def _sprite(self, final: Path, report: ProgressCallback) -> MediaFacts:
         interval = sprite_interval(self.duration_s)
         count = max(1, math.ceil(self.duration_s / interval))
@@ -290,7 +297,7 @@ class _Transcode:
         return msgspec.structs.replace(facts, width=tile_w, height=tile_h, duration_ms=round(self.duration_s * 1000))
 
 
-_CONTENT_TYPES = {"rendition": "video/mp4", "poster": "image/jpeg", "sprite": "text/vtt"}
+_CONTENT_TYPES = {"rendition": "video/mp4", "poster": "image/jpeg", "sprite": "text/vtt", "sprite_image": "image/jpeg"}
 
 
 

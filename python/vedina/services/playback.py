@@ -133,7 +133,8 @@ class PlaybackAnswer(msgspec.Struct, kw_only=True):
     renditions: list[Rendition]
     subtitles: list[SubtitleTrack]
     poster: Artwork | None
-    sprite: Artwork | None
+    sprite: Artwork | None  # WebVTT thumbnails; their cues name the picture "sprite.jpg": sprite_image
+    sprite_image: Artwork | None
     resume_position_seconds: int | None
 
 
@@ -257,6 +258,7 @@ class PlaybackService:
             ],
             poster=artwork("poster"),
             sprite=artwork("sprite"),
+            sprite_image=artwork("sprite_image"),
             resume_position_seconds=resume,
         )
 
