@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import PROFILES, LiveServer, TEST_DB, profile_env, require_profile, reset_database, run_cli
+from tests.conftest import PROFILES, TEST_DB, LiveServer, profile_env, require_profile, reset_database, run_cli
 from vedina.config import load_settings
 from vedina.storage.database import create_engine
 
