@@ -88,12 +88,14 @@ USER = {"email": "bench@example.org", "password": "correct horse battery staple"
 # calling Lua per request (a per-request Lua call caps wrk itself near the bare app's rate).
 PLAIN_GET = "-- the URL's GET, as prepared by wrk\n"
 BEARER_GET = 'wrk.headers["Authorization"] = "Bearer {token}"\n'
+PROFILE_GET = BEARER_GET + 'wrk.headers["X-Profile-Id"] = "{profile}"\n'
 
 
 class Endpoint(NamedTuple):
     label: str
     path: str
     bearer: bool = False
+    profile: bool = False  # also X-Profile-Id: a kid profile with a parental limit
 
 
 HEALTH = Endpoint("GET /health", "/health")
@@ -102,7 +104,17 @@ MOVIE_BEARER = Endpoint("GET /api/movies/1 +bearer", "/api/movies/1", bearer=Tru
 LIST = Endpoint("GET /api/movies?limit=20", "/api/movies?limit=20")
 ME = Endpoint("GET /api/users/me +bearer", "/api/users/me", bearer=True)
 PEER_ENDPOINTS = [MOVIE, MOVIE_BEARER, LIST, ME]
-VEDINA_ENDPOINTS = [HEALTH, *PEER_ENDPOINTS]
+# Issue 9's reads, on Vedina only (the peer has no such endpoints).
+SEARCH = Endpoint("GET /api/movies?q=bench%20movie", "/api/movies?q=bench%20movie")
+SEARCH_BEARER = Endpoint("GET /api/movies?q=bench%20movie +bearer", "/api/movies?q=bench%20movie", bearer=True)
+GENRE = Endpoint("GET /api/movies?genre=drama&sort=title", "/api/movies?genre=drama&sort=title")
+MOVIE_PROFILE = Endpoint("GET /api/movies/1 +bearer +profile", "/api/movies/1", bearer=True, profile=True)
+PROFILES_LIST = Endpoint("GET /api/profiles +bearer", "/api/profiles", bearer=True)
+PROGRESS = Endpoint("GET /api/movies/1/progress +bearer", "/api/movies/1/progress", bearer=True)
+CONTINUE = Endpoint("GET /api/users/me/continue-watching +bearer", "/api/users/me/continue-watching", bearer=True)
+PLAYBACK = Endpoint("GET /api/movies/1/playback +bearer", "/api/movies/1/playback?device_id=bench", bearer=True)
+CATALOG_ENDPOINTS = [SEARCH, SEARCH_BEARER, GENRE, MOVIE_PROFILE, PROFILES_LIST, PROGRESS, CONTINUE, PLAYBACK]
+VEDINA_ENDPOINTS = [HEALTH, *PEER_ENDPOINTS, *CATALOG_ENDPOINTS]
 CACHED_READS = [MOVIE, MOVIE_BEARER, LIST]  # Vedina answers these from memory once warm
 ANY = Endpoint("GET /health (any path)", "/health")  # the bare app answers every request alike
 
@@ -153,16 +165,17 @@ def with_(args: argparse.Namespace, **changes) -> argparse.Namespace:
 def bench_env(profile: str, data_dir: Path, jwt_keys: str) -> dict[str, str]:
     data_dir.mkdir(parents=True)
     env = profile_env(profile, data_dir, database="vedina_bench", redis_db=5, amqp_prefix="vedina-bench")
-    return {**env, "RATE_LIMIT_ENABLED": "false", "JWT_SIGNING_KEYS": jwt_keys}
+    return {**env, "RATE_LIMIT_ENABLED": "false", "JWT_SIGNING_KEYS": jwt_keys, "REQUIRE_VERIFIED_EMAIL": "false"}
 
 
 async def add_movies(settings: Settings) -> list[int]:
     """EXTRA_MOVIES more rows, written directly (no server is running yet); their ids."""
     now = utcnow()
     rows = [
-        {"slug": f"bench-{n:04d}", "title": f"Bench Movie {n}", "synopsis": "A movie that is only ever benchmarked.",
-         "release_year": 1950 + n % 70, "duration_seconds": 5400 + n, "maturity_rating": "PG",
-         "genres": ["drama", "bench"], "created_at": now, "updated_at": now}
+        {"slug": f"bench-{n:04d}", "title": f"Bench Movie {n}", "sort_title": f"bench movie {n}",
+         "synopsis": "A movie that is only ever benchmarked.", "release_year": 1950 + n % 70,
+         "duration_seconds": 5400 + n, "maturity_rating": "PG", "genres": ["drama"], "spoken_languages": [],
+         "subtitle_languages": [], "status": "published", "published_at": now, "created_at": now, "updated_at": now}
         for n in range(EXTRA_MOVIES)
     ]
     engine = create_engine(settings)
@@ -262,19 +275,26 @@ class Bench:
         self.misses: dict[str, float] = {}
         anonymous = root / "get.lua"
         anonymous.write_text(PLAIN_GET)
-        self.scripts = {False: anonymous}
+        self.scripts = {(False, False): anonymous}
 
-    def use_token(self, token: str, profile: str) -> None:
+    def use_token(self, token: str, profile: str, base_url: str) -> None:
         script = self.root / f"bearer-{profile}.lua"
         script.write_text(BEARER_GET.format(token=token))
-        self.scripts[True] = script
+        self.scripts[True, False] = script
+        with httpx.Client(base_url=base_url, timeout=30, headers={"authorization": f"Bearer {token}"}) as client:
+            kid = client.post("/api/profiles", json={"name": "Kid", "max_age_rating": "PG"})
+            kid.raise_for_status()
+            client.put("/api/movies/1/progress", json={"position_seconds": 60, "duration_seconds": 480})
+        with_profile = self.root / f"profile-{profile}.lua"
+        with_profile.write_text(PROFILE_GET.format(token=token, profile=kid.json()["id"]))
+        self.scripts[True, True] = with_profile
 
     def drive(self, target: str, base_url: str, endpoints: list[Endpoint], connections: int) -> None:
         args = with_(self.args, connections=connections)
         paired = self.bare_url is not None and target.startswith("vedina")
         for endpoint in endpoints:
             key = (target, label(endpoint, connections))
-            url, script = base_url + endpoint.path, self.scripts[endpoint.bearer]
+            url, script = base_url + endpoint.path, self.scripts[endpoint.bearer, endpoint.profile]
             run_wrk(url, script, with_(args, seconds=self.args.warmup))
             if not paired:
                 self.results[key] = run_wrk_latency(url, script, args)
@@ -299,7 +319,7 @@ class Bench:
     def vedina(self, profile: str, env: dict[str, str], miss_ids: list[int]) -> None:
         target = f"vedina {profile}"
         with server(target, VEDINA_COMMAND, env, self.root) as base_url:
-            self.use_token(sign_in(base_url), profile)
+            self.use_token(sign_in(base_url), profile, base_url)
             self.misses[target] = first_reads_ms(base_url, miss_ids)
             print(f"  {target:<17} first read of a movie, median {self.misses[target]:.2f} ms", flush=True)
             self.drive(target, base_url, VEDINA_ENDPOINTS, self.args.connections)

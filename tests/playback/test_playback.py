@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.conftest import SESSION_SECRET, LiveServer
-from tests.playback.conftest import HOUR, TIMEOUT, PlaybackServer, bearer
+from tests.playback.conftest import HOUR, PASSWORD, TIMEOUT, PlaybackServer, bearer
 from vedina.security.keys import derive_key
 from vedina.security.playback_tokens import PlaybackTokens
 from vedina.storage.clock import utcnow
@@ -130,13 +131,32 @@ def test_tampered_expired_and_other_asset_tokens_are_refused(server, viewer, mov
                              headers={"range": "bytes=0-9"}).status_code == 206
 
 
-def test_no_token_and_no_credentials_is_401_but_an_allowed_viewer_streams_without_token(server, viewer, movie):
+def test_no_token_and_no_credentials_is_401_and_credentials_stream_only_a_movie_being_watched(server, viewer, movie):
     with httpx.Client(base_url=server.base_url, timeout=30) as anonymous:
         response = anonymous.get(f"/api/media/{movie['video']}", headers={"range": "bytes=0-9"})
         assert response.status_code == 401 and error_code(response) == "unauthorized"
         assert anonymous.head(f"/api/media/{movie['video']}").status_code == 401
+    # Credentials alone would get round the stream limit: a live playback session is needed.
+    before = viewer.get(f"/api/media/{movie['video']}", headers={"range": "bytes=0-9"})
+    assert before.status_code == 403 and error_code(before) == "playback_session_required"
+    start(viewer, movie["id"], "tv-1")
     own = viewer.get(f"/api/media/{movie['video']}", headers={"range": "bytes=0-9"})
     assert own.status_code == 206 and len(own.content) == 10
+
+
+def test_devices_sharing_a_device_id_across_logins_count_apart(server, movie):
+    address = f"sharer-{uuid.uuid4().hex[:12]}@example.org"
+    with server.client() as http:
+        assert http.post("/api/auth/register", json={"email": address, "password": PASSWORD,
+                                                     "display_name": "Sharer"}).status_code == 202
+    sessions = []
+    for device in range(3):  # three logins (three devices) all claiming to be device "shared"
+        with server.client() as http:
+            token = http.post("/api/auth/login", json={"email": address, "password": PASSWORD}).json()["access_token"]
+        with server.client(token) as device_client:
+            sessions.append(start(device_client, movie["id"], "shared"))
+    assert [r.status_code for r in sessions] == [200, 200, 409]
+    assert error_code(sessions[2]) == "too_many_streams"
 
 
 def test_an_ended_session_stops_its_urls(server, viewer, movie):

@@ -365,3 +365,21 @@ def test_of_two_concurrent_patches_at_one_offset_exactly_one_wins(server):
         assert sorted(statuses) == [204, 409]
         assert upload_row(server, url)["offset_bytes"] == CHUNK_LIMIT
         assert part_file(server, url).read_bytes() in chunks
+
+
+@pytest.mark.parametrize("credentials", [None, "Bearer not-a-token", "viewer"])
+def test_a_large_chunk_from_an_unknown_or_unentitled_caller_is_refused_before_its_body_is_read(server, credentials):
+    """No one gets a worker to hold a large body before they are known: the refusal comes while the
+    client has sent only the headers (a body it never sends would otherwise keep the request open)."""
+    import socket
+
+    authorization = f"Bearer {server.viewer}" if credentials == "viewer" else credentials
+    head = (f"PATCH /api/uploads/{'a' * 32} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+            f"Content-Length: {CHUNK_LIMIT}\r\n" + (f"Authorization: {authorization}\r\n" if authorization else "") + "\r\n")
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(4096).decode("latin-1")
+    status = int(answer.split(" ", 2)[1])
+    assert status == (403 if credentials == "viewer" else 401), answer

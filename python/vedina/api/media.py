@@ -14,7 +14,8 @@ ranges and conditionals included.
 Access (:func:`authorize`): a signed URL's ``?t=`` token for this asset (checked
 in Rust, no I/O; if bound to a playback session, the session must be live:
 see :class:`vedina.services.playback.SessionLiveness`), or else an
-authenticated user allowed to play the asset's movie (the playback rules).
+authenticated user allowed to play the asset's movie who is watching it (a live playback session on
+the movie; editors preview without one), so credentials do not get round the stream limit.
 Neither: 401 without a token, 403 ``playback_token_invalid`` /
 ``playback_token_expired`` / ``playback_session_ended`` with one.
 """
@@ -73,9 +74,18 @@ async def authorize(request: Request, state: AppState, asset_id: int) -> MediaFi
     if principal.kind != "user" or "catalog:read" not in principal.permissions:
         raise refusal or Forbidden("Streaming needs a user account with catalog:read")
     media = await services.media.locate(asset_id=asset_id)
-    await services.playback.check_viewer(
-        user_id=int(principal.subject), audience=await audience_of(request, state), movie_id=media.movie_id
-    )
+    user_id = int(principal.subject)
+    await services.playback.check_viewer(user_id=user_id, audience=await audience_of(request, state),
+                                         movie_id=media.movie_id)
+    # Editors preview anything they may see; a viewer streams a movie they are watching, so that
+    # credentials cannot get round the concurrent-stream limit.
+    if "catalog:write" not in principal.permissions and not await services.playback.watching(
+        user_id=user_id, movie_id=media.movie_id
+    ):
+        raise refusal or Refused(
+            "playback_session_required", "Start playback first (GET /api/movies/{id}/playback)",
+            details={"movie_id": media.movie_id},
+        )
     return media
 
 

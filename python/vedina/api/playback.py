@@ -47,6 +47,8 @@ def _device(request: Request, session_id: str) -> tuple[str, str]:
     agent = user_agent(request)
     if device_id is None:  # one login session on one kind of client: one device
         device_id = "ua-" + hashlib.sha256(f"{session_id}\n{agent}".encode()).hexdigest()[:32]
+    else:  # the client's name for itself, within its login: devices sharing one id still count apart
+        device_id = "id-" + hashlib.sha256(f"{session_id}\n{device_id}".encode()).hexdigest()[:32]
     return device_id, (name or agent[:MAX_DEVICE_NAME] or "Unknown device").strip()
 
 

@@ -20,7 +20,7 @@ from email.utils import format_datetime
 from robyn import Headers, Request, Response, SubRouter
 
 from vedina.errors import AppError, BadRequest, PreconditionFailed, UnsupportedMediaType
-from vedina.http.auth import principal_of, requires
+from vedina.http.auth import admit_with, principal_of, requires
 from vedina.http.routes import body_limit
 from vedina.services.uploads import (
     CHECKSUM_ALGORITHMS,
@@ -121,7 +121,7 @@ def register(router: SubRouter, state: AppState) -> None:
         })
 
     @router.patch("/:id", openapi_name="tus: append a chunk at Upload-Offset")
-    @body_limit(settings.upload_chunk_max_bytes)
+    @body_limit(settings.upload_chunk_max_bytes, admit=admit_with(lambda: state.services.authenticator, *UPLOAD_PERMISSIONS))
     @tus
     @requires(*UPLOAD_PERMISSIONS, csrf_tokens=csrf)
     async def append_chunk(request: Request):

@@ -104,6 +104,28 @@ def authenticate(state):
     return middleware
 
 
+def admit_with(authenticator, *permissions: str):
+    """A :func:`vedina.http.routes.body_limit` ``admit`` check: the caller's bearer token or
+    cookie grants one of ``permissions``. A SigV4 request is let through to be verified with
+    its body (the signature covers it; API keys are issued by admins)."""
+
+    async def admit(request: Request) -> AppError | None:
+        authorization = request.headers.get("authorization")
+        if authorization and authorization.strip().startswith(SIGV4_SCHEME):
+            return None
+        try:
+            principal = await _principal(authenticator(), request, authorization)
+        except AppError as exc:
+            return exc
+        if principal is None:
+            return Unauthorized("Authentication required", headers=dict(_BEARER_REALM))
+        if not principal.permissions & set(permissions):
+            return Forbidden(f"Requires permission {' or '.join(permissions)}", details={"permission": permissions[0]})
+        return None
+
+    return admit
+
+
 def refuse_rejected(request: Request) -> Request | Response:
     """Answer a request whose credentials :func:`authenticate` rejected."""
     context = context_of(request)

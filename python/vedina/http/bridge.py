@@ -206,6 +206,10 @@ class RSGIBridge:
         # Matched before the body is read: the route may allow a larger body.
         found = self._routes.match(method, path)
         limit = (found[0].max_body_bytes if found is not None else None) or self.max_body_bytes
+        if found is not None and found[0].admit is not None:  # a large body: only from a known caller
+            refusal = await found[0].admit(self._build_request(scope, b""))
+            if refusal is not None:
+                return apply_standard_headers(error_response(refusal), request_id="", path=path)
         try:
             body = await self._read_body(scope, protocol, limit)
         except PayloadTooLarge as exc:

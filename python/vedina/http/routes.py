@@ -9,7 +9,9 @@ answer and the metrics.
 'unmatched'
 
 A route may take bodies larger than ``MAX_BODY_BYTES`` (an upload chunk): its handler
-is marked with :func:`body_limit`, and both servers read its body up to that limit.
+is marked with :func:`body_limit`, and both servers read its body up to that limit, once
+its ``admit`` check (credentials, from the headers alone) has passed: nobody gets to make a
+worker hold a large body before they are known.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _METHOD_PREFIX = len("HttpMethod.")
 
 
 _BODY_LIMIT = "vedina_max_body_bytes"
+_ADMIT = "vedina_admit_body"
 
 
 def method_name(route_type: Any) -> str:
@@ -32,8 +35,11 @@ def method_name(route_type: Any) -> str:
     return str(route_type)[_METHOD_PREFIX:]
 
 
-def body_limit(max_bytes: int):
+def body_limit(max_bytes: int, *, admit=None):
     """Mark a handler as taking bodies of up to ``max_bytes`` (instead of ``MAX_BODY_BYTES``).
+
+    ``admit(request)`` (async; the request without its body) returns an error to answer
+    instead of reading the body, or None.
 
     Apply it outermost (above ``requires``): the mark is read from the function Robyn holds.
 
@@ -45,13 +51,14 @@ def body_limit(max_bytes: int):
 
     def mark(handler):
         setattr(handler, _BODY_LIMIT, max_bytes)
+        setattr(handler, _ADMIT, admit)
         return handler
 
     return mark
 
 
 class Route:
-    __slots__ = ("method", "template", "label", "function", "handler", "is_async", "max_body_bytes")
+    __slots__ = ("method", "template", "label", "function", "handler", "is_async", "max_body_bytes", "admit")
 
     def __init__(self, method: str, template: str, function: Any) -> None:
         self.method = method
@@ -64,6 +71,7 @@ class Route:
         self.is_async = inspect.iscoroutinefunction(self.handler)
         # None: the server's MAX_BODY_BYTES applies.
         self.max_body_bytes: int | None = getattr(inspect.unwrap(function.handler), _BODY_LIMIT, None)
+        self.admit = getattr(inspect.unwrap(function.handler), _ADMIT, None)
 
 
 def _request_handler(wrapper: Any) -> Any | None:

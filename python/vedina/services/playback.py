@@ -303,6 +303,11 @@ class PlaybackService:
             raise _no_session(session_id)
         await self._invalidations.publish(session_key(session_id))
 
+    async def watching(self, *, user_id: int, movie_id: int) -> bool:
+        """Whether the account has a live playback session on this movie."""
+        sessions = await self._sessions.active(user_id=user_id, now_ms=self._now_ms())
+        return any(s.movie_id == movie_id for s in sessions)
+
     async def active(self, *, user_id: int) -> SessionList:
         sessions = await self._sessions.active(user_id=user_id, now_ms=self._now_ms())
         return SessionList(items=[self._public(s) for s in sessions], limit=self.max_streams)
