@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import msgspec
+import pytest
 
 from tests.jobs.media_helpers import add_video, asset_row, make_clip, movie_duration, outbox_rows, place
 from vedina.jobs import media_files, media_probe, media_transcode
@@ -115,3 +116,13 @@ async def test_paths_leaving_media_root_are_refused_and_never_read(services, job
         assert row["size_bytes"] is None and row["checksum_sha256"] is None
     assert opened == []
     assert await outbox_rows(engine) == []
+
+
+async def test_a_playlist_pulling_in_other_files_is_unplayable_not_followed(services, settings, tmp_path):
+    """An uploaded HLS playlist naming a local file is refused by the input whitelist."""
+    from vedina.jobs.ffmpeg import MediaToolError, ffprobe
+
+    playlist = tmp_path / "trick.mp4"
+    playlist.write_text("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n")
+    with pytest.raises(MediaToolError):
+        await ffprobe(playlist)

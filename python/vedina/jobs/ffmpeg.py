@@ -38,10 +38,25 @@ def _reason(tool: str, stderr: bytes, paths: list[str]) -> str:
     return f"{tool}: {message}"[:300]
 
 
+# Inputs are uploads: only local files, read by the demuxers of the formats we accept. A
+# playlist (HLS, concat) that would pull in other files or URLs is refused as unreadable.
+INPUT_LIMITS = ["-protocol_whitelist", "file",
+                "-format_whitelist", "mov,matroska,webm,mpegts,webvtt,image2,jpeg_pipe,png_pipe"]
+
+
+def _limit_inputs(args: list[str]) -> list[str]:
+    limited: list[str] = []
+    for arg in args:
+        if arg == "-i":
+            limited += INPUT_LIMITS
+        limited.append(arg)
+    return limited
+
+
 async def ffprobe(path: Path) -> dict[str, Any]:
     """``{"format": {...}, "streams": [...]}`` for ``path``; raises MediaToolError."""
     process = await asyncio.create_subprocess_exec(
-        "ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path),
+        "ffprobe", "-v", "error", *INPUT_LIMITS, "-show_format", "-show_streams", "-of", "json", str(path),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -60,7 +75,7 @@ async def ffprobe(path: Path) -> dict[str, Any]:
 
 async def run_ffmpeg(args: list[str], *, duration_s: float | None = None, on_progress: ProgressCallback | None = None) -> None:
     """``ffmpeg <args>``; ``on_progress(fraction)`` as it goes. Raises MediaToolError."""
-    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1", "-y", *args]
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1", "-y", *_limit_inputs(args)]
     process = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
