@@ -177,6 +177,15 @@ def test_sql_and_html_in_text_are_stored_verbatim_and_answered_as_json(site):
     assert site.query(sa.select(sa.func.count().label("n")).select_from(movies))[0]["n"] > 0
 
 
+def test_a_forged_cursor_is_422_not_a_crash(site):
+    import base64
+    import json
+
+    for state in (["newest", "2020-01-01T00:00:00", 10**30], ["popularity", 10**30, 5], ["title", "x" * 500, 5]):
+        cursor = base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+        assert error_of(site.viewer.get(f"/api/movies?sort={state[0]}&cursor={cursor}"), 422)["details"]["field"] == "cursor"
+
+
 @pytest.mark.parametrize("query", ["sort=loudest", "limit=0", "limit=101", "year_from=abc", "age_rating=XXX",
                                    "language=english!", "genre=Bad%20Genre", "cursor=%%%", "cursor=WyJ0aXRsZSJd",
                                    "person=-1", "offset=20", "status=draft"])
@@ -202,6 +211,8 @@ def test_genres_and_people_are_managed_by_editors(site):
     person = site.editor.post("/api/people", json={"name": "Wim Lindqvist"}).json()["id"]
     movie_id = site.published(title="Credited", crew=[{"person_id": person, "role": "Director"}])
     assert site.anonymous.get(f"/api/people/{person}").json()["credits"][0]["movie_id"] == movie_id
+    hidden = site.movie(title="Not Yet", crew=[{"person_id": person, "role": "Writer"}])[0]  # a draft
+    assert hidden not in [c["movie_id"] for c in site.anonymous.get(f"/api/people/{person}").json()["credits"]]
     assert site.editor.patch(f"/api/people/{person}", json={"name": "Wim Lindquist"}).status_code == 200
     assert site.anonymous.get(f"/api/movies/{movie_id}").json()["crew"][0]["name"] == "Wim Lindquist"
     # A "+" in a query is a plus (what SigV4 signs is what handlers read): spaces travel as %20.

@@ -60,3 +60,34 @@ async def test_the_sweep_removes_expired_uploads_and_their_part_files_only(setti
     assert (settings.media_dir / asset_path).read_bytes() == b"abc"  # the asset an upload made stays
     assert await service.sweep() == 0
 
+
+
+async def test_a_sweep_that_read_an_upload_before_it_finished_leaves_the_finished_file(settings, resources):
+    """The sweep (or a DELETE) read the row unfinished; the last chunk commits before its delete:
+    the delete no longer matches, and the file that is now an asset's stays."""
+    services = build_services(settings, resources)
+    service, engine = services.uploads, resources.engine
+    owner, movie = await _owner_and_movie(engine)
+    upload = await service.create(owner_id=owner, length=3, metadata={"movie_id": str(movie), "filename": "c.mp4"})
+    await _expire(engine, upload.id)
+    stale = (await service._uploads.expired(now=utcnow(), limit=10))[0]
+    assert stale.completed_at is None
+    async with engine.begin() as conn:  # the completion, committed in between
+        await conn.execute(sa.update(uploads).where(uploads.c.id == upload.id).values(completed_at=utcnow()))
+    final = settings.media_dir / service.final_relative_path(stale)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_bytes(b"abc")
+
+    original = service._uploads.expired
+
+    async def stale_read(**kwargs):
+        return [stale]
+
+    service._uploads.expired = stale_read
+    try:
+        assert await service.sweep() == 0
+    finally:
+        service._uploads.expired = original
+    assert final.read_bytes() == b"abc"
+    assert await service.sweep() == 1, "read again, it goes as the finished upload it is"
+    assert final.read_bytes() == b"abc"

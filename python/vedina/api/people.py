@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from robyn import Request, SubRouter
 
+from vedina.api.audience import audience_of
 from vedina.api.bodies import decode_body, no_content
 from vedina.api.params import path_int, query_int
 from vedina.errors import NotFound, ValidationFailed
 from vedina.http.auth import requires
 from vedina.http.responses import json_response
 from vedina.services.catalog_editor import PersonCreate
+from vedina.services.visibility import ratings_up_to
 from vedina.state import AppState
+from vedina.storage.clock import utcnow
 
 MAX_PAGE = 50
 
@@ -30,7 +33,8 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.get("/:id", openapi_name="A person and their published credits")
     async def get_person(request: Request):
         person_id = path_int(request, "id")
-        person = await state.services.people.get(person_id)
+        audience = await audience_of(request, state)
+        person = await state.services.people.get(person_id, now=utcnow(), ratings=ratings_up_to(audience.max_age_rating))
         if person is None:
             raise NotFound(f"Person {person_id} not found", details={"id": person_id})
         return json_response(person)

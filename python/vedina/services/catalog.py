@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from vedina.errors import NotFound, ValidationFailed
+from vedina.services.media import asset_key
 from vedina.services.visibility import Audience, MovieGate, ratings_up_to
 from vedina.storage import search
 from vedina.storage.catalog_queries import SORTS, CatalogQueries, Filters, Keyset, Page
@@ -196,10 +197,14 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Keyset | None, int]:
             raise bad
         return None, state[3]
     value, last_id = state[1], state[2]
-    if not isinstance(last_id, int) or isinstance(last_id, bool):
+    if not isinstance(last_id, int) or isinstance(last_id, bool) or not 0 <= last_id < 2**63:
         raise bad
     expected = {"newest": str, "title": str, "popularity": int, "rating": int}[sort]
     if not isinstance(value, expected) or isinstance(value, bool):
+        raise bad
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise bad
+    if isinstance(value, str) and len(value) > 200:
         raise bad
     if sort == "newest":
         try:
@@ -330,6 +335,11 @@ class CatalogService:
         return _encode(_detail(row))
 
     # -- invalidation -----------------------------------------------------------------
+
+    async def assets_changed(self, movie_id: int, *asset_ids: int) -> None:
+        """A movie's media changed (detached, moved): its answers and the assets' cached locations go."""
+        await self.movies_changed(movie_id)
+        await self._invalidations.publish(*map(asset_key, asset_ids))
 
     async def movies_changed(self, *movie_ids: int) -> None:
         """Drop every cached answer about these movies (and every page); call after the commit."""

@@ -217,7 +217,7 @@ class CatalogEditor:
         async with self._engine.begin() as conn:
             if not await MovieRepository.delete_asset(conn, movie_id, asset_id):
                 raise NotFound(f"Media asset {asset_id} of movie {movie_id} not found", details={"id": asset_id})
-        await self._catalog.movies_changed(movie_id)
+        await self._catalog.assets_changed(movie_id, asset_id)
 
     async def _set_status(self, movie_id: int, status: str, *, if_version: int | None, **values: Any) -> int:
         async with self._engine.begin() as conn:

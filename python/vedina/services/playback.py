@@ -221,6 +221,7 @@ class PlaybackService:
     async def start(self, *, viewer: Viewer, movie_id: int) -> PlaybackAnswer:
         await self.check_viewer(user_id=viewer.user_id, audience=viewer.audience, movie_id=movie_id)
         assets = await self._assets.assets(movie_id=movie_id)
+        resume = await self._resume_position(viewer, movie_id)  # before the session: nothing may fail after it
         session = await self._open(viewer, movie_id)
         now = int(self._clock())
 
@@ -237,10 +238,6 @@ class PlaybackService:
             found = next((a for a in ready if a.kind == kind), None)
             return None if found is None else Artwork(asset_id=found.id, content_type=found.content_type, url=url(found))
 
-        resume = None
-        if self._viewing is not None:
-            progress = await self._viewing.get_progress(profile=viewer.profile, movie_id=movie_id)
-            resume = progress.position_seconds if progress.position_seconds and not progress.watched else None
         return PlaybackAnswer(
             movie_id=movie_id,
             session=self._public(session),
@@ -261,6 +258,15 @@ class PlaybackService:
             sprite_image=artwork("sprite_image"),
             resume_position_seconds=resume,
         )
+
+    async def _resume_position(self, viewer: Viewer, movie_id: int) -> int | None:
+        if self._viewing is None:
+            return None
+        try:
+            progress = await self._viewing.get_progress(profile=viewer.profile, movie_id=movie_id)
+        except NotFound:  # an editor previewing what viewers cannot see yet: no history to resume
+            return None
+        return progress.position_seconds if progress.position_seconds and not progress.watched else None
 
     async def _open(self, viewer: Viewer, movie_id: int) -> StreamSession:
         now = self._now_ms()

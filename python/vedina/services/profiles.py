@@ -25,7 +25,7 @@ import msgspec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vedina.errors import Conflict, NotFound
+from vedina.errors import Conflict, NotFound, ValidationFailed
 from vedina.storage.invalidation import Invalidations
 from vedina.storage.near_cache import NearCache
 from vedina.storage.profiles import ProfileRepository
@@ -133,6 +133,11 @@ class ProfileService:
                         raise NotFound("No such profile", details={"id": profile_id})
                     if "name" in changes:
                         _check_unique({i: n for i, n in names.items() if i != profile_id}, changes["name"])
+                    if changes.get("max_age_rating") is not None:
+                        row = await ProfileRepository.get(conn, profile_id=profile_id, user_id=user_id)
+                        if row["is_main"]:  # the account holder's: requests without X-Profile-Id act as it
+                            raise ValidationFailed("The main profile has no parental limit: add a profile for that",
+                                                   details={"field": "max_age_rating", "code": "main_profile"})
                     await ProfileRepository.update(conn, profile_id=profile_id, **changes)
         return await self.current(user_id=user_id, profile_id=profile_id)
 

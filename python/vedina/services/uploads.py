@@ -333,17 +333,21 @@ class UploadService:
 
     async def terminate(self, *, upload_id: str, owner_id: int) -> None:
         upload = await self._owned(upload_id, owner_id)
-        if not await self._uploads.delete(upload.id):
-            raise NotFound("Upload not found", details={"id": upload_id})
+        if not await self._uploads.delete(upload.id, completed=upload.completed_at is not None):
+            # It finished in between: its file is an asset's now; remove the row and part file only.
+            upload = await self._owned(upload_id, owner_id)
+            if not await self._uploads.delete(upload.id, completed=upload.completed_at is not None):
+                raise NotFound("Upload not found", details={"id": upload_id})
         await asyncio.to_thread(_unlink, *self._files(upload))
 
     async def sweep(self) -> int:
         """Remove uploads past ``expires_at`` (rows and part files; assets made stay). Returns how many."""
         now, removed = utcnow(), 0
         for upload in await self._uploads.expired(now=now, limit=SWEEP_BATCH):
-            if await self._uploads.delete_expired(upload.id, now=now):
+            # Files go only with the row as it was read: a completion committed since keeps its file.
+            if await self._uploads.delete_expired(upload.id, now=now, completed=upload.completed_at is not None):
                 removed += 1
-            await asyncio.to_thread(_unlink, *self._files(upload))
+                await asyncio.to_thread(_unlink, *self._files(upload))
         return removed
 
     # -- helpers ------------------------------------------------------------------------------

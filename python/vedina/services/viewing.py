@@ -81,7 +81,7 @@ def _percent(position: int, duration: int | None) -> int:
     return min(100, position * 100 // duration) if duration else 0
 
 
-_CURSOR = re.compile(r"([0-9]{1,12})-([0-9]{1,18})")
+_CURSOR = re.compile(r"([0-9]{1,11})-([0-9]{1,18})")  # seconds up to year 5138; ids below 2**63
 
 
 def _cursor_of(at: datetime, movie_id: int) -> str:
@@ -92,7 +92,7 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     if cursor is None:
         return None
     match = _CURSOR.fullmatch(cursor)
-    if match is None:
+    if match is None or int(match.group(2)) >= 2**63:
         raise ValidationFailed("cursor must be a next_cursor from a previous page", details={"field": "cursor"})
     return datetime.fromtimestamp(int(match.group(1)), UTC).replace(tzinfo=None), int(match.group(2))
 

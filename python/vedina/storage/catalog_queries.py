@@ -176,6 +176,8 @@ class CatalogQueries:
         return Page(rows=rows[:limit], next_offset=offset + limit if len(rows) > limit else None)
 
     async def search(self, expression: str, filters: Filters, *, offset: int, limit: int) -> Page:
+        if offset >= MAX_SEARCH_OFFSET:
+            return Page(rows=[])
         statement = search_statement(self.dialect, expression, filters, offset=offset, limit=limit + 1)
         async with self._engine.connect() as conn:
             rows = [plain(r) for r in (await conn.execute(statement)).mappings().all()]

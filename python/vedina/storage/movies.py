@@ -235,7 +235,13 @@ class PersonRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def get(self, person_id: int) -> dict[str, Any] | None:
+    async def get(self, person_id: int, *, now: datetime, ratings: tuple[str, ...] | None) -> dict[str, Any] | None:
+        """A person and their credits on movies viewers see now (``ratings``: a parental limit's)."""
+        visible = [movies.c.status == "published",
+                   sa.or_(movies.c.available_from.is_(None), movies.c.available_from <= now),
+                   sa.or_(movies.c.available_until.is_(None), movies.c.available_until > now)]
+        if ratings is not None:
+            visible.append(movies.c.maturity_rating.in_(ratings))
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(people.c.id, people.c.name).where(people.c.id == person_id))).first()
             if row is None:
@@ -243,7 +249,7 @@ class PersonRepository:
             filmography = (await conn.execute(
                 sa.select(credits.c.movie_id, movies.c.title, credits.c.department, credits.c.role)
                 .join(movies, movies.c.id == credits.c.movie_id)
-                .where(credits.c.person_id == person_id, movies.c.status == "published")
+                .where(credits.c.person_id == person_id, *visible)
                 .order_by(movies.c.release_year.desc(), movies.c.id.desc()).limit(200)
             )).mappings().all()
         return {"id": row.id, "name": row.name, "credits": [plain(f) for f in filmography]}

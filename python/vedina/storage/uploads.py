@@ -95,9 +95,12 @@ class UploadRepository:
         )
         return result.rowcount == 1
 
-    async def delete(self, upload_id: str) -> bool:
+    async def delete(self, upload_id: str, *, completed: bool) -> bool:
+        """Delete the row if it is still as complete as the caller saw it (False: gone or changed):
+        which files go with it depends on that, and a completion may commit in between."""
+        done = table.c.completed_at.is_not(None) if completed else table.c.completed_at.is_(None)
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.delete(table).where(table.c.id == upload_id))
+            result = await conn.execute(sa.delete(table).where(table.c.id == upload_id, done))
         return result.rowcount == 1
 
     async def expired(self, *, now: datetime, limit: int) -> list[Upload]:
@@ -107,8 +110,9 @@ class UploadRepository:
             rows = (await conn.execute(query)).all()
         return [_row(r) for r in rows]
 
-    async def delete_expired(self, upload_id: str, *, now: datetime) -> bool:
-        """Delete the row if it is still expired (False: already gone)."""
+    async def delete_expired(self, upload_id: str, *, now: datetime, completed: bool) -> bool:
+        """Delete the row if it is still expired and as complete as the caller saw it."""
+        done = table.c.completed_at.is_not(None) if completed else table.c.completed_at.is_(None)
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.delete(table).where(table.c.id == upload_id, table.c.expires_at < now))
+            result = await conn.execute(sa.delete(table).where(table.c.id == upload_id, table.c.expires_at < now, done))
         return result.rowcount == 1
