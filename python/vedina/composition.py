@@ -65,6 +65,7 @@ PRINCIPAL_TTL = 60  # no longer than the shared store keeps a user's state (auth
 PROFILE_TTL = 300
 CATALOG_TTL = 300
 MEDIA_TTL = 300
+VIEWING_TTL = 30  # progress and continue watching (a movie leaving its window is seen within this)
 
 
 @dataclass
@@ -173,8 +174,11 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         catalog_editor=CatalogEditor(engine=engine, catalog=catalog),
         profiles=ProfileService(engine=engine, profiles=ProfileRepository(engine), cache=near("viewer_profiles", PROFILE_TTL),
                                 invalidations=invalidations, ratings_changed=catalog.movies_changed),
-        viewing=ViewingService(engine=engine, viewing=ViewingRepository(engine), catalog=catalog, progress=ProgressWriter(
-            engine=engine, store=resources.shared, flush_seconds=settings.progress_flush_seconds)),
+        viewing=ViewingService(
+            engine=engine, viewing=ViewingRepository(engine), catalog=catalog, answers=near("viewing", VIEWING_TTL),
+            invalidations=invalidations,
+            progress=ProgressWriter(engine=engine, store=resources.shared, flush_seconds=settings.progress_flush_seconds),
+        ),
         media=MediaService(movies, locations=near("media", MEDIA_TTL), media_root=settings.media_dir),
         webhooks=WebhookService(WebhookEventRepository(engine), webhook_secret_map(settings)),
         message_ledger=MessageLedger(engine),

@@ -212,3 +212,21 @@ async def test_a_vote_refreshes_the_cached_movie(services, resources):
     await services.viewing.rate(profile=main, movie_id=movie, score=8)
     after = msgspec.json.decode((await services.catalog.get_movie(movie_id=movie, audience=Audience())).body)
     assert before != after
+
+
+async def test_progress_and_continue_watching_are_answered_from_memory_until_a_report(services, resources):
+    resources.invalidations.start()  # as a serving worker does: near caches are trusted once subscribed
+    await resources.invalidations.ready()
+    main = await services.profiles.current(user_id=await make_user(resources.engine), profile_id=None)
+    movie = await make_movie(resources.engine)
+    await services.viewing.save_progress(profile=main, movie_id=movie, position=30, duration=3600)
+    assert (await services.viewing.get_progress(profile=main, movie_id=movie)).position_seconds == 30
+    await services.viewing.continue_watching(profile=main, limit=10)
+    with StatementCounter(resources.engine, "SELECT") as reads:  # the database, and the embedded shared store
+        again = await services.viewing.get_progress(profile=main, movie_id=movie)
+        listed = await services.viewing.continue_watching(profile=main, limit=10)
+    assert reads.count == 0, reads.statements
+    assert again.position_seconds == 30 and [i.movie_id for i in listed.items] == [movie]
+    await services.viewing.save_progress(profile=main, movie_id=movie, position=90, duration=3600)
+    assert (await services.viewing.get_progress(profile=main, movie_id=movie)).position_seconds == 90
+    assert (await services.viewing.continue_watching(profile=main, limit=10)).items[0].position_seconds == 90

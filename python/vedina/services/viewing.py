@@ -23,11 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.errors import NotFound, ValidationFailed
-from vedina.services.catalog import CatalogService
+from vedina.services.catalog import LIST_KEY, CatalogService, movie_key
 from vedina.services.profiles import Profile
 from vedina.services.progress import Pending, ProgressWriter
 from vedina.services.visibility import Audience, MovieGate, ratings_up_to
 from vedina.storage.clock import utcnow
+from vedina.storage.invalidation import Invalidations
+from vedina.storage.near_cache import NearCache
 from vedina.storage.viewing import ViewingRepository
 
 _SCAN_BATCH = 50
@@ -103,14 +105,26 @@ def _gate(row: dict) -> MovieGate:
                      plan_tier=row["plan_tier"])
 
 
+def viewing_key(profile_id: int) -> str:
+    """Invalidation key of a profile's progress answers (published on every report)."""
+    return f"viewing:profile:{profile_id}"
+
+
 class ViewingService:
+    """Progress and "continue watching" are read on every home screen: their answers are kept in a
+    per-worker near cache, dropped by ``viewing:profile:<id>`` (each report or mark publishes it,
+    after the shared store has the value) and by the catalog's keys (titles, visibility)."""
+
     def __init__(
         self, *, engine: AsyncEngine, viewing: ViewingRepository, progress: ProgressWriter, catalog: CatalogService,
+        answers: NearCache, invalidations: Invalidations,
     ) -> None:
         self._engine = engine
         self._viewing = viewing
         self.progress_writer = progress
         self._catalog = catalog  # gates of movies; movies_changed after a vote
+        self._answers = answers
+        self._invalidations = invalidations
 
     # -- visibility ---------------------------------------------------------------
 
@@ -128,9 +142,17 @@ class ViewingService:
 
     async def get_progress(self, *, profile: Profile, movie_id: int) -> Progress:
         await self._visible_movie(profile, movie_id)
-        row = await self._viewing.progress(profile_id=profile.id, movie_id=movie_id)
-        pending = (await self.progress_writer.pending(profile.id, [movie_id])).get(movie_id)
-        return self._progress(movie_id, row, pending)
+        key, depends_on = f"progress:{profile.id}:{movie_id}", (viewing_key(profile.id), movie_key(movie_id))
+        cached = self._answers.peek(key, depends_on)
+        if cached is not None:
+            return cached
+
+        async def load() -> Progress:
+            row = await self._viewing.progress(profile_id=profile.id, movie_id=movie_id)
+            pending = (await self.progress_writer.pending(profile.id, [movie_id])).get(movie_id)
+            return self._progress(movie_id, row, pending)
+
+        return await self._answers.get_or_load(key, depends_on, load)
 
     async def save_progress(self, *, profile: Profile, movie_id: int, position: int, duration: int) -> Progress:
         if position > duration:
@@ -142,6 +164,7 @@ class ViewingService:
                                               duration=duration)
         except IntegrityError:  # the profile was deleted meanwhile
             raise NotFound("No such profile", details={"id": profile.id}) from None
+        await self._invalidations.publish(viewing_key(profile.id))
         return await self.get_progress(profile=profile, movie_id=movie_id)
 
     async def mark_watched(self, *, profile: Profile, movie_id: int, watched: bool) -> Progress:
@@ -159,6 +182,7 @@ class ViewingService:
                                                      duration=duration, watched=watched)
             except IntegrityError:
                 raise NotFound("No such profile", details={"id": profile.id}) from None
+        await self._invalidations.publish(viewing_key(profile.id))
         return await self.get_progress(profile=profile, movie_id=movie_id)
 
     async def _duration(self, movie_id: int) -> int:
@@ -177,6 +201,14 @@ class ViewingService:
 
     async def continue_watching(self, *, profile: Profile, limit: int) -> ContinueWatching:
         """Started, unwatched, visible movies, the most recently played first."""
+        key = f"continue:{profile.id}:{profile.max_age_rating}:{limit}"
+        depends_on = (viewing_key(profile.id), LIST_KEY)
+        cached = self._answers.peek(key, depends_on)
+        if cached is not None:
+            return cached
+        return await self._answers.get_or_load(key, depends_on, lambda: self._continue_watching(profile, limit))
+
+    async def _continue_watching(self, profile: Profile, limit: int) -> ContinueWatching:
         now, items, after = utcnow(), [], None
         allowed = ratings_up_to(profile.max_age_rating)
         for _ in range(_MAX_SCANS):

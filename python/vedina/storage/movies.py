@@ -44,21 +44,11 @@ MOVIE_COLUMNS = (
     movies.c.rating_count,
     movies.c.rating_avg,
 )
-# What visibility depends on (services.visibility.MovieGate).
-GATE_COLUMNS = (
-    movies.c.id.label("movie_id"),
-    movies.c.status,
-    movies.c.available_from,
-    movies.c.available_until,
-    movies.c.maturity_rating,
-    movies.c.plan_tier,
-)
 _ASSET_COLUMNS = tuple(c for c in media_assets.c if c.name not in ("created_at", "updated_at", "failure_reason"))
 
 # The statements of the read paths are built once (bound parameters): building a select costs
 # more Python than running it from SQLAlchemy's compiled-statement cache.
 _GET_MOVIE = sa.select(*MOVIE_COLUMNS).where(movies.c.id == sa.bindparam("movie_id"))
-_GET_GATE = sa.select(*GATE_COLUMNS).where(movies.c.id == sa.bindparam("movie_id"))
 _MOVIE_ASSETS = (
     sa.select(*_ASSET_COLUMNS).where(media_assets.c.movie_id == sa.bindparam("movie_id")).order_by(media_assets.c.id)
 )
@@ -90,11 +80,6 @@ class MovieRepository:
             credit_rows = (await conn.execute(_MOVIE_CREDITS, {"movie_id": movie_id})).mappings().all()
             assets = (await conn.execute(_MOVIE_ASSETS, {"movie_id": movie_id})).mappings().all()
         return {**plain(row), "credits": [plain(c) for c in credit_rows], "assets": [plain(a) for a in assets]}
-
-    async def gate(self, movie_id: int) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(_GET_GATE, {"movie_id": movie_id})).mappings().first()
-        return None if row is None else plain(row)
 
     async def get_by_slug(self, slug: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
