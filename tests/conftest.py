@@ -17,8 +17,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -192,6 +194,41 @@ class LiveServer:
                 self.process.wait()
 
 
+def query_rows(settings: Settings, statement) -> list[dict]:
+    """Run one read on the settings' database, from synchronous test code."""
+    import asyncio
+
+    from vedina.storage.database import create_engine
+
+    async def run() -> list[dict]:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as conn:
+                return [dict(r) for r in (await conn.execute(statement)).mappings().all()]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def signed_in(base_url: str, env: dict[str, str], *, role: str | None = None, email: str | None = None) -> httpx.Client:
+    """A new account (made ``role`` through the CLI), logged in: a client sending its bearer token."""
+    http = httpx.Client(base_url=base_url, timeout=30)
+    email = email or f"user-{uuid.uuid4().hex[:12]}@example.org"
+    registered = http.post("/api/auth/register", json={"email": email, "password": TEST_PASSWORD,
+                                                       "display_name": "Tester"})
+    assert registered.status_code == 202, registered.text
+    if role is not None:
+        run_cli(env, "set-role", email, role)
+    login = http.post("/api/auth/login", json={"email": email, "password": TEST_PASSWORD})
+    assert login.status_code == 200, login.text
+    http.headers["authorization"] = f"Bearer {login.json()['access_token']}"
+    return http
+
+
 def run_cli(env: dict[str, str], *args: str) -> None:
     subprocess.run([VEDINA, *args], env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
 
@@ -253,6 +290,24 @@ def live_data(tmp_path_factory) -> Iterator:
     for worker in workers:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=10)
+
+
+@contextmanager
+def server_pool(start: Callable[[str], Any]) -> Iterator[Callable[[str], Any]]:
+    """``get(profile)`` -> what ``start(profile)`` made (it has a ``live`` LiveServer), made once
+    per profile; every server is stopped on the way out."""
+    running: dict[str, Any] = {}
+
+    def get(profile: str) -> Any:
+        if profile not in running:
+            running[profile] = start(profile)
+        return running[profile]
+
+    try:
+        yield get
+    finally:
+        for made in running.values():
+            made.live.stop()
 
 
 @pytest.fixture(scope="session")

@@ -33,26 +33,14 @@ from tests.conftest import (
     require_profile,
     reset_database,
     run_cli,
+    signed_in,
 )
 from tests.jobs.media_helpers import make_clip
 from vedina.config import load_settings
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "correct horse battery staple"
 CHUNK = 64 * 1024
-
-
-def account(base_url: str, env: dict[str, str], role: str | None = None) -> httpx.Client:
-    http = httpx.Client(base_url=base_url, timeout=30)
-    email = f"e2e-{uuid.uuid4().hex[:10]}@example.org"
-    assert http.post("/api/auth/register", json={"email": email, "password": PASSWORD,
-                                                 "display_name": "E2E"}).status_code == 202
-    if role:
-        run_cli(env, "set-role", email, role)
-    token = http.post("/api/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
-    http.headers["authorization"] = f"Bearer {token}"
-    return http
 
 
 class StopsHalfway(io.BytesIO):
@@ -91,7 +79,7 @@ def deployment(request, tmp_path):
 
 def test_from_an_interrupted_upload_to_a_stream_on_a_third_device(deployment):
     live, env, tmp_path = deployment
-    editor = account(live.base_url, env, role="editor")
+    editor = signed_in(live.base_url, env, role="editor")
 
     # -- the editor makes the movie and uploads its clip, interrupted and resumed ---------------
     person = editor.post("/api/people", json={"name": "Keanu Reeves"}).json()["id"]
@@ -130,7 +118,7 @@ def test_from_an_interrupted_upload_to_a_stream_on_a_third_device(deployment):
     # -- published, found by a misspelled search ----------------------------------------------
     etag = editor.get(f"/api/movies/{movie_id}").headers["etag"]
     assert editor.post(f"/api/movies/{movie_id}/publish", headers={"if-match": etag}).status_code == 200
-    viewer = account(live.base_url, env)
+    viewer = signed_in(live.base_url, env)
     found = viewer.get("/api/movies?q=matirx%20").json()
     assert [m["id"] for m in found["items"]] == [movie_id] and found["corrected_query"] == "matrix"
 

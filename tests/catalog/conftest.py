@@ -8,24 +8,18 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import PROFILES, TEST_DB, LiveServer, profile_env, require_profile, reset_database, run_cli
+from tests.conftest import (
+    PROFILES,
+    TEST_DB,
+    LiveServer,
+    profile_env,
+    query_rows,
+    require_profile,
+    reset_database,
+    run_cli,
+    signed_in,
+)
 from vedina.config import load_settings
-from vedina.storage.database import create_engine
-
-PASSWORD = "correct horse battery staple"
-
-
-def account(base_url: str, env: dict[str, str], *, role: str | None = None) -> httpx.Client:
-    http = httpx.Client(base_url=base_url, timeout=20)
-    email = f"cat-{uuid.uuid4().hex[:12]}@example.org"
-    assert http.post("/api/auth/register", json={"email": email, "password": PASSWORD,
-                                                 "display_name": "Catalog"}).status_code == 202
-    if role is not None:
-        run_cli(env, "set-role", email, role)
-    login = http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    http.headers["authorization"] = f"Bearer {login.json()['access_token']}"
-    return http
 
 
 class Site:
@@ -34,19 +28,11 @@ class Site:
         self.env = live.env
         self.settings = load_settings(live.env)
         self.anonymous = httpx.Client(base_url=live.base_url, timeout=20)
-        self.editor = account(live.base_url, live.env, role="editor")
-        self.viewer = account(live.base_url, live.env)
+        self.editor = signed_in(live.base_url, live.env, role="editor")
+        self.viewer = signed_in(live.base_url, live.env)
 
     def query(self, statement) -> list[dict]:
-        async def run():
-            engine = create_engine(self.settings)
-            try:
-                async with engine.connect() as conn:
-                    return [dict(r) for r in (await conn.execute(statement)).mappings().all()]
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(run())
+        return query_rows(self.settings, statement)
 
     def movie(self, **fields) -> tuple[int, int]:
         """Create a movie as the editor; returns (id, version)."""

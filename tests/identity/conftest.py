@@ -3,7 +3,6 @@ the suites can log in as often as they need), accounts, and the mail the server 
 
 from __future__ import annotations
 
-import asyncio
 import email
 import os
 import re
@@ -17,9 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PROFILES, VEDINA, LiveServer, require_profile
+from tests.conftest import PROFILES, VEDINA, LiveServer, query_rows, require_profile, server_pool
 from vedina.config import load_settings
-from vedina.storage.database import create_engine
 
 PASSWORD = "correct horse battery staple"
 
@@ -81,15 +79,7 @@ class IdentityServer:
         return self.query(sa.select(sa.func.count().label("n")).select_from(table).where(condition))[0]["n"]
 
     def query(self, statement) -> list[dict]:
-        async def run():
-            engine = create_engine(self.settings)
-            try:
-                async with engine.connect() as conn:
-                    return [dict(r) for r in (await conn.execute(statement)).mappings().all()]
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(run())
+        return query_rows(self.settings, statement)
 
     def count(self, table) -> int:
         return self.query(sa.select(sa.func.count().label("n")).select_from(table))[0]["n"]
@@ -97,17 +87,10 @@ class IdentityServer:
 
 @pytest.fixture(scope="session")
 def identity_servers(live_data):
-    running: dict[str, IdentityServer] = {}
-
-    def get(profile: str) -> IdentityServer:
-        if profile not in running:
-            env = {**live_data(profile), "RATE_LIMIT_ENABLED": "false"}
-            running[profile] = IdentityServer(LiveServer(server="granian", env=env, workers=2))
-        return running[profile]
-
-    yield get
-    for server in running.values():
-        server.live.stop()
+    with server_pool(lambda profile: IdentityServer(
+        LiveServer(server="granian", env={**live_data(profile), "RATE_LIMIT_ENABLED": "false"}, workers=2)
+    )) as get:
+        yield get
 
 
 @pytest.fixture(params=PROFILES)

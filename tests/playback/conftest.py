@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PROFILES, LiveServer, require_profile
+from tests.conftest import PROFILES, LiveServer, require_profile, server_pool
 from vedina.config import load_settings
 from vedina.storage.clock import utcnow
 from vedina.storage.database import create_engine
@@ -101,16 +101,10 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture(scope="session")
 def playback_servers(live_data):
-    running: dict[str, PlaybackServer] = {}
-
-    def get(profile: str) -> PlaybackServer:
-        if profile not in running:
-            running[profile] = PlaybackServer(LiveServer(server="granian", env={**live_data(profile), **PLAYBACK_ENV}))
-        return running[profile]
-
-    yield get
-    for server in running.values():
-        server.live.stop()
+    with server_pool(lambda profile: PlaybackServer(
+        LiveServer(server="granian", env={**live_data(profile), **PLAYBACK_ENV})
+    )) as get:
+        yield get
 
 
 @pytest.fixture(params=PROFILES)

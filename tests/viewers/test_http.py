@@ -3,7 +3,6 @@ watchlist, ratings, isolation between accounts, and bad input (4xx naming the fi
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,9 +10,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PROFILES, LiveServer, require_profile
+from tests.conftest import PROFILES, LiveServer, query_rows, require_profile, server_pool
 from vedina.config import load_settings
-from vedina.storage.database import create_engine
 from vedina.storage.schema import movies, profiles, ratings, watch_progress, watchlist
 
 PASSWORD = "correct horse battery staple"
@@ -44,15 +42,7 @@ class Site:
         return Viewer(self.live.base_url)
 
     def query(self, statement) -> list[dict]:
-        async def run():
-            engine = create_engine(self.settings)
-            try:
-                async with engine.connect() as conn:
-                    return [dict(r) for r in (await conn.execute(statement)).mappings().all()]
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(run())
+        return query_rows(self.settings, statement)
 
     def movie(self, slug: str) -> int:
         return self.query(sa.select(movies.c.id).where(movies.c.slug == slug))[0]["id"]
@@ -60,17 +50,11 @@ class Site:
 
 @pytest.fixture(scope="module")
 def sites(live_data):
-    running: dict[str, Site] = {}
-
-    def get(profile: str) -> Site:
-        if profile not in running:
-            env = {**live_data(profile), "RATE_LIMIT_ENABLED": "false", "PROGRESS_FLUSH_SECONDS": "600"}
-            running[profile] = Site(LiveServer(server="granian", env=env, workers=2))
-        return running[profile]
-
-    yield get
-    for site in running.values():
-        site.live.stop()
+    settings = {"RATE_LIMIT_ENABLED": "false", "PROGRESS_FLUSH_SECONDS": "600"}
+    with server_pool(lambda profile: Site(
+        LiveServer(server="granian", env={**live_data(profile), **settings}, workers=2)
+    )) as get:
+        yield get
 
 
 @pytest.fixture(params=PROFILES)
