@@ -122,19 +122,20 @@ def register(router: SubRouter, state: AppState) -> None:
         patch = decode_body(request, MoviePatch)
         return _version_answer(movie_id, await state.services.catalog_editor.update(movie_id, patch, if_version=version))
 
+    async def set_published(request: Request, published: bool):
+        movie_id, editor = path_int(request, "id"), state.services.catalog_editor
+        change = editor.publish if published else editor.unpublish
+        return _version_answer(movie_id, await change(movie_id, if_version=if_match_version(request, required=False)))
+
     @router.post("/:id/publish", openapi_name="Publish a movie")
     @requires("catalog:write", csrf_tokens=csrf)
     async def publish_movie(request: Request):
-        movie_id = path_int(request, "id")
-        version = await state.services.catalog_editor.publish(movie_id, if_version=if_match_version(request, required=False))
-        return _version_answer(movie_id, version)
+        return await set_published(request, True)
 
     @router.post("/:id/unpublish", openapi_name="Unpublish a movie (back to draft)")
     @requires("catalog:write", csrf_tokens=csrf)
     async def unpublish_movie(request: Request):
-        movie_id = path_int(request, "id")
-        version = await state.services.catalog_editor.unpublish(movie_id, if_version=if_match_version(request, required=False))
-        return _version_answer(movie_id, version)
+        return await set_published(request, False)
 
     @router.delete("/:id", openapi_name="Delete a movie (soft)")
     @requires("catalog:write", csrf_tokens=csrf)

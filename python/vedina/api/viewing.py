@@ -50,21 +50,20 @@ def register(router: SubRouter, state: AppState) -> None:
                                                  position=body.position_seconds, duration=body.duration_seconds)
         return json_response(progress)
 
+    async def set_watched(request: Request, watched: bool):
+        progress = await viewing().mark_watched(profile=await profile_of(request, state),
+                                                movie_id=path_int(request, "id"), watched=watched)
+        return json_response(progress)
+
     @router.post("/:id/watched", openapi_name="Mark a movie watched")
     @requires("account:self", csrf_tokens=csrf)
     async def mark_watched(request: Request):
-        movie_id = path_int(request, "id")
-        progress = await viewing().mark_watched(profile=await profile_of(request, state), movie_id=movie_id,
-                                                watched=True)
-        return json_response(progress)
+        return await set_watched(request, True)
 
     @router.delete("/:id/watched", openapi_name="Mark a movie not watched (back to the start)")
     @requires("account:self", csrf_tokens=csrf)
     async def unmark_watched(request: Request):
-        movie_id = path_int(request, "id")
-        progress = await viewing().mark_watched(profile=await profile_of(request, state), movie_id=movie_id,
-                                                watched=False)
-        return json_response(progress)
+        return await set_watched(request, False)
 
     @router.put("/:id/watchlist", openapi_name="Add a movie to my watchlist")
     @requires("account:self", csrf_tokens=csrf)
