@@ -32,6 +32,7 @@ class Scope:
     client, server, query_string = "127.0.0.1:50000", "127.0.0.1:8000", ""
 
     def __init__(self, path: str, headers: dict[str, str]) -> None:
+        path, _, self.query_string = path.partition("?")
         self.method, self.path, self.headers = "GET", path, _Headers(headers)
 
 
@@ -68,6 +69,7 @@ def pipeline(tmp_path_factory):
     from vedina.app import create_rsgi_app
     from vedina.config import load_settings
     from vedina.storage.migrate import upgrade
+    from vedina.storage.clock import utcnow
     from vedina.storage.movies import MovieRepository
 
     loop = asyncio.new_event_loop()
@@ -79,7 +81,8 @@ def pipeline(tmp_path_factory):
 
     async def prepare() -> str:
         async with services.resources.engine.begin() as conn:
-            await MovieRepository.insert(conn, slug="bench", title="Bench", synopsis="", maturity_rating="G", genres=[])
+            await MovieRepository.insert(conn, slug="bench", title="Bench", synopsis="", maturity_rating="G", genres=[],
+                                         status="published", published_at=utcnow())
         await services.accounts.register(email="bench@example.org", password="correct horse battery staple",
                                          display_name="Bench")
         pair = await services.sessions.login(email="bench@example.org", password="correct horse battery staple")
@@ -112,8 +115,9 @@ HEADERS = {"host": "127.0.0.1:8000", "user-agent": "bench", "accept": "*/*"}
 
 @pytest.mark.parametrize(
     ("path", "bearer"),
-    [("/health", False), ("/api/movies/1", False), ("/api/movies/1", True), ("/api/users/me", True)],
-    ids=["health", "movie", "movie-bearer", "me-bearer"],
+    [("/health", False), ("/api/movies/1", False), ("/api/movies/1", True), ("/api/users/me", True),
+     ("/api/movies?limit=20", False)],
+    ids=["health", "movie", "movie-bearer", "me-bearer", "page"],
 )
 def test_vedina_pipeline(benchmark, pipeline, path, bearer):
     loop, app, token = pipeline
@@ -124,7 +128,7 @@ def test_vedina_pipeline(benchmark, pipeline, path, bearer):
     if os.environ.get("PROFILE_PIPELINE"):
         profile = cProfile.Profile()
         profile.runcall(_drive, loop, app, path, headers)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+        pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_LINES", "15")))
 
 
 def test_bare_rsgi(benchmark):

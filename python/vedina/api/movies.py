@@ -17,6 +17,7 @@ from vedina.api.bodies import decode_body, no_content
 from vedina.api.params import path_int, query_int
 from vedina.errors import PreconditionRequired, ValidationFailed
 from vedina.http.auth import requires
+from vedina.http.context import context_of
 from vedina.http.responses import document_response, json_response
 from vedina.services.catalog import MAX_PAGE, MovieQuery
 from vedina.services.catalog_editor import MovieCreate, MoviePatch
@@ -100,8 +101,12 @@ def register(router: SubRouter, state: AppState) -> None:
 
     @router.get("/", openapi_name="List and search movies (keyset pages)")
     async def list_movies(request: Request):
-        query = parse_query(request)
-        return document_response(request, await state.services.catalog.list_movies(query=query, audience=await audience_of(request, state)))
+        catalog, audience = state.services.catalog, await audience_of(request, state)
+        request_key = context_of(request).raw_query  # None on Robyn's own server: keyed by the parsed query
+        page = None if request_key is None else catalog.cached_page(request_key=request_key, audience=audience)
+        if page is None:
+            page = await catalog.list_movies(query=parse_query(request), audience=audience, request_key=request_key)
+        return document_response(request, page)
 
     @router.get("/:id", openapi_name="Get a movie with its credits and media assets")
     async def get_movie(request: Request):

@@ -228,13 +228,23 @@ class CatalogService:
 
     # -- listing and search -------------------------------------------------------------
 
-    async def list_movies(self, *, query: MovieQuery, audience: Audience) -> Document:
+    def cached_page(self, *, request_key: str, audience: Audience) -> Document | None:
+        """The page a request for ``request_key`` (its query string as sent) was answered with, if
+        still valid: a hit costs no parsing. Only answers are cached, never refusals, so a key
+        found here was a valid query; a passed availability window means no hit."""
+        boundary = self._near.peek("window", (LIST_KEY,))
+        if boundary is None or time.time() >= boundary:
+            return None
+        return self._near.peek(f"list:{audience.cache_key}:{request_key}", (LIST_KEY,))
+
+    async def list_movies(self, *, query: MovieQuery, audience: Audience, request_key: str | None = None) -> Document:
+        """``request_key``: the query string as sent, the page's cache key (default: the parsed query)."""
         if query.sort not in SORTS:
             raise ValidationFailed(f"sort must be one of {', '.join(SORTS)}", details={"field": "sort"})
         if query.status is not None and not audience.sees_unpublished:
             raise ValidationFailed("status filters are for editors", details={"field": "status"})
         await self._close_passed_windows()
-        key = f"list:{audience.cache_key}:{query.cache_key()}"
+        key = f"list:{audience.cache_key}:{request_key if request_key is not None else query.cache_key()}"
         return await self._cached(key, LIST_KEY, lambda: self._load_list(query, audience))
 
     async def _load_list(self, query: MovieQuery, audience: Audience) -> bytes:
@@ -305,34 +315,33 @@ class CatalogService:
     # -- one movie --------------------------------------------------------------------
 
     async def get_movie(self, *, movie_id: int, audience: Audience) -> Document:
-        gate = await self.gate(movie_id=movie_id)
-        if gate.refusal(audience, now=utcnow()) is not None:
+        document, gate = await self._movie(movie_id)
+        if gate.refusal(audience) is not None:
             raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
-        return await self._movie_document(movie_id)
-
-    async def _movie_document(self, movie_id: int) -> Document:
-        key = f"movie:{movie_id}"
-        return self._near.peek(key, (movie_key(movie_id),)) or await self._cached(
-            key, movie_key(movie_id), lambda: self._load_movie(movie_id), versioned=True
-        )
+        return document
 
     async def gate(self, *, movie_id: int) -> MovieGate:
-        """What visibility depends on for this movie (NotFound when there is no such movie).
+        """What visibility depends on for this movie (NotFound when there is no such movie)."""
+        return (await self._movie(movie_id))[1]
 
-        Read from the movie's cached answer (near cache, then Redis): a worker that has not seen
-        the movie yet still answers without the database, as during a database outage."""
-        key, depends_on = f"gate:{movie_id}", (movie_key(movie_id),)
+    async def _movie(self, movie_id: int) -> tuple[Document, MovieGate]:
+        """A movie's answer and its gate, one cache entry. The gate is read from the answer, so a
+        worker that has not seen the movie fills both from Redis, as during a database outage."""
+        key, depends_on = f"movie:{movie_id}", (movie_key(movie_id),)
         cached = self._near.peek(key, depends_on)
         if cached is not None:
             return cached
 
-        async def load() -> MovieGate:
-            fields = msgspec.json.decode((await self._movie_document(movie_id)).body, type=_GateFields)
-            return MovieGate(movie_id=fields.id, status=fields.status, available_from=fields.available_from,
+        async def fill() -> tuple[Document, MovieGate]:
+            load = lambda: self._load_movie(movie_id)  # noqa: E731
+            body = await (self._shared.get_or_load(key, depends_on[0], load) if self._shared is not None else load())
+            fields = msgspec.json.decode(body, type=_GateFields)
+            gate = MovieGate(movie_id=fields.id, status=fields.status, available_from=fields.available_from,
                              available_until=fields.available_until, maturity_rating=fields.maturity_rating,
                              plan_tier=fields.plan_tier)
+            return Document.of(body, version=fields.version), gate
 
-        return await self._near.get_or_load(key, depends_on, load)
+        return await self._near.get_or_load(key, depends_on, fill)
 
     async def _load_movie(self, movie_id: int) -> bytes:
         row = await self._movies.get(movie_id)
@@ -356,29 +365,23 @@ class CatalogService:
         finally:  # this host at least, even when Redis fails (publish bumps it before anything else)
             await self._invalidations.publish(*keys)
 
-    async def _cached(
-        self, key: str, depends_on: str, load: Callable[[], Awaitable[bytes]], *, versioned: bool = False
-    ) -> Document:
+    async def _cached(self, key: str, depends_on: str, load: Callable[[], Awaitable[bytes]]) -> Document:
         cached = self._near.peek(key, (depends_on,))
         if cached is not None:
             return cached
 
         async def fill() -> Document:
             body = await (self._shared.get_or_load(key, depends_on, load) if self._shared is not None else load())
-            version = msgspec.json.decode(body, type=_Versioned).version if versioned else None
-            return Document.of(body, version=version)
+            return Document.of(body)
 
         return await self._near.get_or_load(key, (depends_on,), fill)
 
 
-class _Versioned(msgspec.Struct):
-    version: int
-
-
 class _GateFields(msgspec.Struct):
-    """The fields of a movie's answer that visibility depends on."""
+    """The fields of a movie's answer that visibility (and its ETag's version) depend on."""
 
     id: int
+    version: int
     status: str
     available_from: datetime | None
     available_until: datetime | None

@@ -37,7 +37,6 @@ from vedina.security.playback_tokens import PlaybackGrant, PlaybackTokens
 from vedina.services.profiles import Profile
 from vedina.services.viewing import ViewingService
 from vedina.services.visibility import Audience
-from vedina.storage.clock import utcnow
 from vedina.storage.invalidation import Invalidations
 from vedina.storage.playback import PlayableAsset, PlaybackRepository
 from vedina.storage.schema import PLAN_TIERS
@@ -208,7 +207,7 @@ class PlaybackService:
     async def check_viewer(self, *, user_id: int, audience: Audience, movie_id: int) -> None:
         """Refused (403, the rule's code) unless this viewer may play the movie now; NotFound if it is gone."""
         gate = await self._gate(movie_id=movie_id)
-        refusal = gate.refusal(audience, now=utcnow())
+        refusal = gate.refusal(audience)
         if refusal == "not_found":
             raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
         if refusal is not None:

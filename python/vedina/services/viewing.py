@@ -130,7 +130,7 @@ class ViewingService:
 
     async def _visible_movie(self, profile: Profile, movie_id: int) -> MovieGate:
         gate = await self._catalog.gate(movie_id=movie_id)  # per-worker cache, dropped with the catalog's answers
-        if gate.refusal(Audience(max_age_rating=profile.max_age_rating), now=utcnow()) is not None:
+        if gate.refusal(Audience(max_age_rating=profile.max_age_rating)) is not None:
             raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
         return gate
 

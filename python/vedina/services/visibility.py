@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from vedina.storage.clock import utcnow
 from vedina.storage.schema import AGE_RATINGS
 
 _RANK = {rating: rank for rank, rating in enumerate(AGE_RATINGS)}
@@ -58,14 +59,16 @@ class MovieGate:
     maturity_rating: str
     plan_tier: str
 
-    def refusal(self, audience: Audience, *, now: datetime) -> str | None:
-        """None when ``audience`` may see the movie at ``now``, else why not."""
+    def refusal(self, audience: Audience, *, now: datetime | None = None) -> str | None:
+        """None when ``audience`` may see the movie at ``now`` (default: the present), else why not."""
         if self.status == "deleted":
             return "not_found"
         if not audience.sees_unpublished:
             if self.status != "published":
                 return "not_published"
-            if not self.in_window(now):
+            if (self.available_from is not None or self.available_until is not None) and not self.in_window(
+                now or utcnow()
+            ):
                 return "outside_window"
         if audience.max_age_rating is not None and _RANK[self.maturity_rating] > _RANK[audience.max_age_rating]:
             return "age_restricted"
