@@ -68,8 +68,8 @@ def pipeline(tmp_path_factory):
     sys.argv = sys.argv[:1]  # Robyn reads the command line when an app is built
     from vedina.app import create_rsgi_app
     from vedina.config import load_settings
-    from vedina.storage.migrate import upgrade
     from vedina.storage.clock import utcnow
+    from vedina.storage.migrate import upgrade
     from vedina.storage.movies import MovieRepository
 
     loop = asyncio.new_event_loop()
