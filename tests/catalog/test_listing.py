@@ -149,3 +149,21 @@ async def test_search_text_cannot_inject_operators(catalog, matrix):
         found = await search(catalog, q)
         assert isinstance(found["items"], list)
     assert (await rows(catalog.resources.engine, sa.select(sa.func.count().label("n")).select_from(movies)))[0]["n"] > COUNT
+
+
+async def test_a_window_opening_shows_the_movie_in_cached_pages_at_once(catalog, resources):
+    """Pages are cached; a movie whose window opens a moment later appears on the first read after."""
+    import asyncio
+    from datetime import timedelta
+
+    resources.invalidations.start()  # as a serving worker does: caches are trusted once subscribed
+    await resources.invalidations.ready()
+    editor = catalog.catalog_editor
+    movie_id, version = await editor.create(MovieCreate(
+        title="Opening Night", available_from=(utcnow() + timedelta(seconds=2)).replace(tzinfo=None)))
+    await editor.publish(movie_id, if_version=version)
+    before = await walk(catalog, sort="title")
+    assert movie_id not in [m["id"] for m in before]
+    assert [m["id"] for m in await walk(catalog, sort="title")] == [m["id"] for m in before], "served from memory"
+    await asyncio.sleep(2.5)
+    assert movie_id in [m["id"] for m in await walk(catalog, sort="title")]

@@ -235,7 +235,7 @@ class CatalogService:
         boundary = self._near.peek("window", (LIST_KEY,))
         if boundary is None or time.time() >= boundary:
             return None
-        return self._near.peek(f"list:{audience.cache_key}:{request_key}", (LIST_KEY,))
+        return self._near.peek(_page_key(audience, boundary, request_key), (LIST_KEY,))
 
     async def list_movies(self, *, query: MovieQuery, audience: Audience, request_key: str | None = None) -> Document:
         """``request_key``: the query string as sent, the page's cache key (default: the parsed query)."""
@@ -243,8 +243,8 @@ class CatalogService:
             raise ValidationFailed(f"sort must be one of {', '.join(SORTS)}", details={"field": "sort"})
         if query.status is not None and not audience.sees_unpublished:
             raise ValidationFailed("status filters are for editors", details={"field": "status"})
-        await self._close_passed_windows()
-        key = f"list:{audience.cache_key}:{request_key if request_key is not None else query.cache_key()}"
+        boundary = await self._close_passed_windows()
+        key = _page_key(audience, boundary, request_key if request_key is not None else query.cache_key())
         return await self._cached(key, LIST_KEY, lambda: self._load_list(query, audience))
 
     async def _load_list(self, query: MovieQuery, audience: Audience) -> bytes:
@@ -299,8 +299,10 @@ class CatalogService:
             window_at=None if audience.sees_unpublished else utcnow(),
         )
 
-    async def _close_passed_windows(self) -> None:
-        """Invalidate every page once a movie has entered or left its window since they were made."""
+    async def _close_passed_windows(self) -> float:
+        """Invalidate every page once a movie has entered or left its window since they were made;
+        returns the next such moment (part of the pages' keys: a page made before a window
+        changed is never found by a worker that already knows the next one)."""
         async def load() -> float:
             moment = await self._movies.next_window_change(utcnow())
             return float("inf") if moment is None else moment.replace(tzinfo=timezone.utc).timestamp()
@@ -311,6 +313,8 @@ class CatalogService:
             boundary = await self._near.get_or_load("window", depends_on, load)
         if time.time() >= boundary:
             await self.movies_changed()
+            boundary = await self._near.get_or_load("window", depends_on, load)
+        return boundary
 
     # -- one movie --------------------------------------------------------------------
 
@@ -375,6 +379,10 @@ class CatalogService:
             return Document.of(body)
 
         return await self._near.get_or_load(key, (depends_on,), fill)
+
+
+def _page_key(audience: Audience, boundary: float, request_key: str) -> str:
+    return f"list:{audience.cache_key}:{boundary:.0f}:{request_key}"
 
 
 class _GateFields(msgspec.Struct):

@@ -30,6 +30,7 @@ from vedina.services.visibility import Audience, MovieGate, ratings_up_to
 from vedina.storage.clock import utcnow
 from vedina.storage.invalidation import Invalidations
 from vedina.storage.near_cache import NearCache
+from vedina.storage.profiles import ProfileRepository
 from vedina.storage.viewing import ViewingRepository
 
 _SCAN_BATCH = 50
@@ -274,6 +275,10 @@ class ViewingService:
         changed = False
         try:
             async with self._engine.begin() as conn:
+                # The profile's row first, then the movie's: the order a profile's deletion takes
+                # them in (it takes its votes out of the movies' totals), so the two cannot deadlock.
+                if not await ProfileRepository.lock_profile(conn, profile_id=profile.id, user_id=profile.user_id):
+                    raise NotFound("No such profile", details={"id": profile.id})
                 if not await ViewingRepository.lock_movie(conn, movie_id):
                     raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
                 previous = await ViewingRepository.score(conn, profile_id=profile.id, movie_id=movie_id)
