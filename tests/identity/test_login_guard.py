@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from vedina.composition import build_services
@@ -15,7 +16,9 @@ BURST = 10  # RATE_LIMIT_LOGIN_ACCOUNT default: 10 at once, then one a minute
 
 @pytest.fixture
 async def identity(settings, resources):
-    identity = build_services(settings, resources)
+    # The budget is what is tested, not the fallback: on a loaded machine a Redis decision may take
+    # over the default 100 ms, and the host tier (a budget of its own) would decide instead.
+    identity = build_services(msgspec.structs.replace(settings, rate_limit_redis_timeout_ms=5000), resources)
     await identity.accounts.register(email="victim@example.com", password=PASSWORD, display_name="Victim")
     await identity.accounts.register(email="bystander@example.com", password=PASSWORD, display_name="Bystander")
     return identity
