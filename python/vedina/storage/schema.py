@@ -363,3 +363,181 @@ ratings = sa.Table(
     sa.Column("score", sa.Integer(), nullable=False),  # 1..10
     sa.Column("updated_at", sa.DateTime(), nullable=False),
 )
+
+# -- scheduler (migration 0007) ----------------------------------------------------
+
+# Who leads the periodic work: one row per lease; taking it over increments the
+# fencing token, and a tick is only claimed under the token that holds the lease now.
+scheduler_leases = sa.Table(
+    "scheduler_leases",
+    metadata,
+    sa.Column("name", Exact(64), primary_key=True),
+    sa.Column("holder", Exact(64), nullable=False),
+    sa.Column("fence", sa.BigInteger(), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False),
+)
+
+# One row per periodic task: the last tick claimed (ticks are numbered from the epoch
+# by the task's interval), so each tick runs once however many workers look at it.
+scheduled_tasks = sa.Table(
+    "scheduled_tasks",
+    metadata,
+    sa.Column("name", Exact(64), primary_key=True),
+    sa.Column("last_tick", sa.BigInteger(), nullable=False, default=0),
+    sa.Column("fence", sa.BigInteger(), nullable=False, default=0),
+    sa.Column("started_at", sa.DateTime(), nullable=True),
+    sa.Column("finished_at", sa.DateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+)
+
+# -- billing (migration 0007) ------------------------------------------------------
+
+PLAN_PERIODS = ("month", "year")
+SUBSCRIPTION_STATUSES = ("incomplete", "trialing", "active", "past_due", "canceled", "expired")
+LIVE_SUBSCRIPTION_STATUSES = ("incomplete", "trialing", "active", "past_due")
+PAYMENT_STATUSES = ("pending", "processing", "succeeded", "failed")
+PAYMENT_PURPOSES = ("initial", "renewal", "upgrade")
+
+# A plan is a name and a tier; what it costs and gives is in its versions. A price
+# change adds a version, so existing subscriptions keep the terms they signed up for.
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("code", Exact(32), nullable=False, unique=True),  # e.g. premium-monthly
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("tier", sa.String(16), nullable=False),  # PLAN_TIERS
+    sa.Column("description", sa.String(500), nullable=False, default=""),
+    sa.Column("active", sa.Boolean(), nullable=False, default=True),  # offered to new subscribers
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
+plan_versions = sa.Table(
+    "plan_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("plan_id", Id, sa.ForeignKey("plans.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("price_minor", sa.BigInteger(), nullable=False),  # integer minor units (cents)
+    sa.Column("currency", Exact(3), nullable=False),  # ISO 4217, lower case
+    sa.Column("billing_period", sa.String(8), nullable=False),  # PLAN_PERIODS
+    sa.Column("screens", sa.Integer(), nullable=False),  # concurrent streams
+    sa.Column("max_height", sa.Integer(), nullable=False),  # best rendition quality, e.g. 1080
+    sa.Column("trial_days", sa.Integer(), nullable=False, default=0),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.UniqueConstraint("plan_id", "version"),
+)
+
+# The provider's customer and default payment method of an account.
+billing_customers = sa.Table(
+    "billing_customers",
+    metadata,
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("customer_id", Exact(64), nullable=False),
+    sa.Column("payment_method", Exact(64), nullable=True),
+    sa.Column("trial_used", sa.Boolean(), nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
+# ``live_user_id`` is the user id while the subscription is live (incomplete, trialing,
+# active, past_due) and NULL after: its unique index is "one live subscription per account".
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("live_user_id", Id, nullable=True, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),  # SUBSCRIPTION_STATUSES
+    sa.Column("plan_version_id", Id, sa.ForeignKey("plan_versions.id"), nullable=False),
+    sa.Column("pending_plan_version_id", Id, sa.ForeignKey("plan_versions.id"), nullable=True),  # downgrade
+    sa.Column("period_number", sa.Integer(), nullable=False, default=0),  # 1 = the first paid period
+    sa.Column("current_period_start", sa.DateTime(), nullable=True),
+    sa.Column("current_period_end", sa.DateTime(), nullable=True, index=True),
+    sa.Column("trial_end", sa.DateTime(), nullable=True),
+    sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False, default=False),
+    sa.Column("past_due_since", sa.DateTime(), nullable=True),
+    sa.Column("canceled_at", sa.DateTime(), nullable=True),
+    sa.Column("ended_at", sa.DateTime(), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False, default=1),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+    sa.Index("ix_subscriptions_status_period_end", "status", "current_period_end"),
+)
+
+# Every transition of a subscription, written in the transaction that made it.
+subscription_events = sa.Table(
+    "subscription_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", Id, sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.JSON(), nullable=False),
+    sa.Column("actor_id", Id, nullable=True),  # the user or admin who asked; NULL: the system
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+
+# A charge. ``charge_key`` names what it pays for (``sub-12-renewal-3``) and is
+# unique, so a period is never charged twice however many schedulers try.
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("subscription_id", Id, sa.ForeignKey("subscriptions.id", ondelete="SET NULL"), nullable=True,
+              index=True),
+    sa.Column("charge_key", Exact(64), nullable=False, unique=True),
+    sa.Column("purpose", sa.String(16), nullable=False),  # PAYMENT_PURPOSES
+    sa.Column("plan_version_id", Id, sa.ForeignKey("plan_versions.id"), nullable=True),
+    sa.Column("period_number", sa.Integer(), nullable=True),
+    sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+    sa.Column("currency", Exact(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # PAYMENT_STATUSES
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("intent_id", Exact(64), nullable=True, unique=True),
+    sa.Column("failure_code", sa.String(64), nullable=True),
+    sa.Column("failure_message", sa.String(255), nullable=True),
+    sa.Column("refunded_minor", sa.BigInteger(), nullable=False, default=0),  # succeeded refunds
+    sa.Column("refunding_minor", sa.BigInteger(), nullable=False, default=0),  # refunds in flight
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+    sa.Column("succeeded_at", sa.DateTime(), nullable=True),
+    sa.Index("ix_payments_status_updated", "status", "updated_at"),
+)
+
+refunds = sa.Table(
+    "refunds",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("payment_id", Id, sa.ForeignKey("payments.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+    sa.Column("currency", Exact(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | succeeded | failed
+    sa.Column("reason", sa.String(255), nullable=False, default=""),
+    sa.Column("provider_refund_id", Exact(64), nullable=True, unique=True),
+    sa.Column("actor_id", Id, nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
+# ``Idempotency-Key`` on money-moving requests: the first answer, kept 24 h, replayed
+# for the same key and body; another body under the key is refused.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("owner", Exact(64), nullable=False),  # user:<id> (or key:<access key id>)
+    sa.Column("key", Exact(255), nullable=False),
+    sa.Column("request_hash", Exact(64), nullable=False),  # sha256 of method, route and body
+    sa.Column("state", sa.String(8), nullable=False),  # running | done
+    sa.Column("response_status", sa.Integer(), nullable=True),
+    sa.Column("response_body", sa.LargeBinary(), nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
+    sa.UniqueConstraint("owner", "key"),
+)
