@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,6 +60,10 @@ def profile_env(profile: str, data_dir: Path, *, database: str, redis_db: int, a
         "SESSION_SECRET": SESSION_SECRET,
         # Suites log in right after registering; tests/identity/test_verification.py turns it on.
         "REQUIRE_VERIFIED_EMAIL": "false",
+        # Accounts without a subscription may stream everything (the billing suites set "none").
+        "PLAYBACK_DEFAULT_PLAN": "premium",
+        # Every server and in-process provider of the session talks to one `vedina provider-sim`.
+        "PAYMENT_PROVIDER": "sim", "STRIPE_API_BASE": session_provider_sim().url,
     }
     if profile == "real":
         env.update(
@@ -192,6 +197,66 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class ProviderSim:
+    """A `vedina provider-sim` process on a free port: ``url`` for the adapter (STRIPE_API_BASE),
+    ``control`` for its /_sim/ API (behaviours, reset, requests, charges, events, settle, deliver,
+    webhook target). It signs events with the secret every profile_env server verifies."""
+
+    API_KEY = "sk_test_vedina_sim"
+
+    def __init__(self) -> None:
+        from vedina.config import provider_webhook_secret
+        from vedina.provider_sim import SimControl
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.webhook_secret = provider_webhook_secret(load_settings({"SESSION_SECRET": SESSION_SECRET}))
+        self.control = SimControl(self.url)
+        # Its log is kept only if it fails (stop() removes it).
+        self.log_path = Path(tempfile.gettempdir()) / f"vedina-provider-sim-{self.port}.log"
+        self.process = subprocess.Popen(
+            [VEDINA, "provider-sim", "--port", str(self.port), "--webhook-secret", self.webhook_secret.decode()],
+            env={**os.environ, "LOG_LEVEL": "warning"}, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=open(self.log_path, "wb"),
+        )
+        deadline = time.monotonic() + 30
+        while not self.control.is_simulator():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"vedina provider-sim did not start (exit code {self.process.poll()})")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        if self.process.returncode == 0:
+            self.log_path.unlink(missing_ok=True)
+
+
+_provider_sim: ProviderSim | None = None
+
+
+def session_provider_sim() -> ProviderSim:
+    """The session's simulator, started on first use (profile_env needs its URL)."""
+    global _provider_sim
+    if _provider_sim is None:
+        _provider_sim = ProviderSim()
+    return _provider_sim
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_provider_sim() -> Iterator[None]:
+    yield
+    if _provider_sim is not None:
+        _provider_sim.stop()
+
+
+@pytest.fixture(scope="session")
+def provider_sim() -> ProviderSim:
+    """The session's simulator (a test that changes its behaviour calls ``control.reset()``)."""
+    return session_provider_sim()
 
 
 def query_rows(settings: Settings, statement) -> list[dict]:

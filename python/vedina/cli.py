@@ -1,4 +1,4 @@
-"""``vedina``: serve | migrate | worker | demo-data | set-role.
+"""``vedina``: serve | migrate | worker | jobs | demo-data | set-role | provider-sim.
 
 Settings come from the environment (see README); flags only override a few
 of them for convenience.
@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate_mode.add_argument("--autogenerate", metavar="MESSAGE",
                               help="write the next revision from the schema's difference with the database")
     commands.add_parser("worker", help="relay the outbox and run queued jobs")
+    jobs = commands.add_parser("jobs", help="inspect the job queues").add_subparsers(dest="jobs_command", required=True)
+    dead = jobs.add_parser("dead", help="jobs that failed their last try: list (JSON lines), replay or drop them")
+    dead.add_argument("action", choices=["list", "replay", "drop"])
+    dead.add_argument("--id", dest="ids", action="append", default=[], metavar="ID",
+                      help="a dead letter's id (repeatable), as list shows it")
+    dead.add_argument("--all", dest="everything", action="store_true", help="every dead letter")
     demo = commands.add_parser("demo-data", help="load demo movies with small playable media files")
     demo.add_argument("--movies", type=int, default=0, metavar="N",
                       help="also generate N realistic catalog rows (people, genres, credits) pointing at the demo clips")
@@ -34,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     set_role = commands.add_parser("set-role", help="give an existing account a role (bootstrap the first admin)")
     set_role.add_argument("email")
     set_role.add_argument("role", choices=["viewer", "editor", "moderator", "admin"])
+    sim = commands.add_parser("provider-sim", help="run the payment provider simulator (Stripe's API subset, loopback)")
+    sim.add_argument("--host", dest="sim_host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", dest="sim_port", type=int, help="port (default PROVIDER_SIM_PORT)")
+    sim.add_argument("--webhook-url", default="", help="where events are POSTed (default: nowhere until configured)")
+    sim.add_argument("--webhook-secret", help="signing secret (default: the one Vedina verifies, see README)")
+    sim.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -61,14 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command == "serve":
         from vedina.http.serve import serve_granian, serve_robyn
+        from vedina.provider_sim.child import provider_sim_for
 
-        (serve_robyn if settings.server == "robyn" else serve_granian)(settings)
+        with provider_sim_for(settings):
+            (serve_robyn if settings.server == "robyn" else serve_granian)(settings)
     elif args.command == "migrate":
         return _migrate(settings, args)
+    elif args.command == "provider-sim":
+        from vedina.config import provider_webhook_secret
+        from vedina.provider_sim import run
+
+        asyncio.run(run(host=args.sim_host, port=args.sim_port or settings.provider_sim_port,
+                        webhook_url=args.webhook_url or None, exit_with_parent=args.exit_with_parent,
+                        webhook_secret=args.webhook_secret or provider_webhook_secret(settings).decode()))
     elif args.command == "worker":
         from vedina.jobs.worker import run_worker
 
         asyncio.run(run_worker(settings))
+    elif args.command == "jobs":
+        from vedina.jobs.dead_letters import dead_command
+
+        return asyncio.run(dead_command(settings, action=args.action, ids=args.ids, everything=args.everything))
     elif args.command == "demo-data":
         from vedina.demo.loader import load_demo_data
 

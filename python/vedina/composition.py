@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from vedina.config import Settings, webhook_secret_map
-from vedina.jobs import mail, media_probe, media_transcode, webhook_received
+from vedina.jobs import billing_mail, mail, media_probe, media_transcode, payment_events, webhook_received
+from vedina.jobs.monitoring import JobGauges
+from vedina.jobs.scheduler import PeriodicTask, Scheduler, sweep_task
 from vedina.security.csrf import CsrfTokens
 from vedina.security.devices import DeviceTokens
 from vedina.security.jwt_keys import TokenKeys, build_token_keys
@@ -32,28 +34,39 @@ from vedina.services.api_keys import ApiKeyService, UsageRecorder
 from vedina.services.auth_state import AuthState
 from vedina.services.catalog import CatalogService
 from vedina.services.catalog_editor import CatalogEditor
+from vedina.services.entitlements import Entitlements
+from vedina.services.idempotency import IdempotencyService
 from vedina.services.login_guard import LoginGuard
 from vedina.services.media import MediaService
+from vedina.services.payments import PaymentService
+from vedina.services.plans import PlanService
 from vedina.services.playback import PlaybackService, build_playback
 from vedina.services.principals import Authenticator
 from vedina.services.profiles import ProfileService
 from vedina.services.progress import ProgressWriter
 from vedina.services.sessions import SessionService
+from vedina.services.subscriptions import SubscriptionService
 from vedina.services.uploads import UploadService
 from vedina.services.viewing import ViewingService
 from vedina.services.webhooks import WebhookService
 from vedina.storage.api_keys import ApiKeyRepository
 from vedina.storage.broker import JobHandler
 from vedina.storage.catalog_queries import CatalogQueries
+from vedina.storage.idempotency_keys import IdempotencyKeyRepository
+from vedina.storage.keyvalue import SqlStore
 from vedina.storage.mailer import mail_transport
 from vedina.storage.media_assets import MediaAssetRepository
 from vedina.storage.message_ledger import MessageLedger
 from vedina.storage.movies import GenreRepository, MovieRepository, PersonRepository
 from vedina.storage.near_cache import NearCache
+from vedina.storage.payments import PaymentRepository
+from vedina.storage.plans import PlanRepository
 from vedina.storage.profiles import ProfileRepository
 from vedina.storage.resources import Resources, open_resources
 from vedina.storage.sessions import SessionRepository
 from vedina.storage.shared_cache import SharedCache
+from vedina.storage.stripe_provider import build_payment_provider
+from vedina.storage.subscriptions import SubscriptionRepository
 from vedina.storage.uploads import UploadRepository
 from vedina.storage.users import UserRepository
 from vedina.storage.viewing import ViewingRepository
@@ -66,6 +79,7 @@ PROFILE_TTL = 300
 CATALOG_TTL = 300
 MEDIA_TTL = 300
 VIEWING_TTL = 30  # progress and continue watching (a movie leaving its window is seen within this)
+ENTITLEMENT_TTL = 300  # an entitlement also carries its own end, so expiry needs no invalidation
 
 
 @dataclass
@@ -93,7 +107,13 @@ class Services:
     webhooks: WebhookService
     message_ledger: MessageLedger
     uploads: UploadService
+    plans: PlanService
+    payments: PaymentService
+    subscriptions: SubscriptionService
+    idempotency: IdempotencyService
     playback: PlaybackService = field(init=False)  # needs catalog and viewing: built right after
+    scheduler: Scheduler | None = field(default=None, init=False)  # set by start() where it runs
+    job_gauges: JobGauges | None = field(default=None, init=False)
 
     def job_handlers(self) -> dict[str, JobHandler]:
         """Topic -> handler, for the in-process broker and ``vedina worker``."""
@@ -110,18 +130,56 @@ class Services:
                 settings=self.settings, users=self.users, engine=self.resources.engine,
                 transport=mail_transport(self.settings),
             ),
-            webhook_received.TOPIC: webhook_received.handler(events=self.webhook_events),
+            webhook_received.TOPIC: webhook_received.handler(
+                events=self.webhook_events,
+                processors=payment_events.processors(provider=self.payments.provider.name, payments=self.payments),
+            ),
+            billing_mail.RECEIPT_TOPIC: billing_mail.receipt_handler(
+                settings=self.settings, users=self.users, payments=PaymentRepository(self.resources.engine),
+                plans=PlanRepository(self.resources.engine), transport=mail_transport(self.settings),
+            ),
+            billing_mail.NOTICE_TOPIC: billing_mail.notice_handler(
+                settings=self.settings, users=self.users, subscriptions=SubscriptionRepository(self.resources.engine),
+                plans=PlanRepository(self.resources.engine), transport=mail_transport(self.settings),
+            ),
         }
 
-    def start(self) -> None:
-        """Background work of a serving process: invalidations, outbox relay, API-key usage."""
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """Name -> periodic work, run once per tick across all processes (vedina.jobs.scheduler)."""
+        tasks = [
+            sweep_task("message_ledger.sweep", 3600, self.message_ledger.sweep),
+            sweep_task("uploads.sweep", 60, self.uploads.sweep),
+            sweep_task("idempotency_keys.sweep", 3600, self.idempotency.sweep),
+            sweep_task("billing.renewals", 60, self.subscriptions.renew_due),
+            sweep_task("billing.expiries", 300, self.subscriptions.expire_due),
+            sweep_task("billing.reconcile", 60, self.payments.reconcile),
+            sweep_task("billing.refunds", 300, self.payments.retry_refunds),
+        ]
+        if isinstance(self.resources.shared, SqlStore):  # Redis expires keys itself; the table would only grow
+            tasks.append(sweep_task("kv_entries.sweep", 60, self.resources.shared.sweep))
+        return tasks
+
+    def start(self, *, scheduler: bool | None = None) -> None:
+        """Background work of a serving process: invalidations, outbox relay, API-key usage, job
+        gauges and (``scheduler``; default: where jobs run in-process, no AMQP_URL) the periodic tasks, which
+        ``vedina worker`` runs in the real profile. Only the scheduler holding the lease runs them."""
         self.resources.invalidations.start()
-        self.resources.start_relay(sweeps=[self.message_ledger.sweep, self.uploads.sweep])
+        self.resources.start_relay()
         self.api_keys.usage.start()
         self.viewing.start()
+        self.job_gauges = JobGauges(self.resources.relay, self.resources.broker)
+        self.job_gauges.start()
+        if scheduler if scheduler is not None else not self.settings.amqp_url:
+            self.scheduler = Scheduler(self.resources.engine, self.periodic_tasks())
+            self.scheduler.start()
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.close()  # lets a running task finish, gives the lease up
+        if self.job_gauges is not None:
+            await self.job_gauges.close()
         await self.api_keys.usage.close()
+        await self.payments.provider.close()
         await self.viewing.close()  # writes the watch progress this worker still holds
         await self.resources.close()
 
@@ -149,6 +207,20 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     catalog = CatalogService(
         movies=movies, queries=CatalogQueries(engine), genres=genres, invalidations=invalidations,
         near=near("catalog", CATALOG_TTL), shared=shared_cache,
+    )
+    plan_rows, subscription_rows, payment_rows = PlanRepository(engine), SubscriptionRepository(engine), PaymentRepository(engine)
+    payments = PaymentService(engine=engine, payments=payment_rows, subscriptions=subscription_rows,
+                              provider=build_payment_provider(settings), invalidations=invalidations)
+    subscriptions = SubscriptionService(
+        engine=engine, subscriptions=subscription_rows, plans=plan_rows, payments=payments, payment_rows=payment_rows,
+        invalidations=invalidations, past_due_grace=timedelta(days=settings.past_due_grace_days),
+        retry_every=timedelta(hours=settings.billing_retry_hours),
+        incomplete_expire=timedelta(hours=settings.incomplete_expire_hours),
+    )
+    entitlements = Entitlements(
+        subscriptions=subscription_rows, plans=plan_rows, cache=near("entitlements", ENTITLEMENT_TTL),
+        unsubscribed_tier=settings.playback_default_plan, unsubscribed_screens=settings.max_concurrent_streams,
+        past_due_grace=timedelta(days=settings.past_due_grace_days),
     )
     services = Services(
         settings=settings,
@@ -187,8 +259,13 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
             media_root=settings.media_dir, max_bytes=settings.upload_max_bytes,
             expire_after=timedelta(hours=settings.upload_expire_hours),
         ),
+        plans=PlanService(engine=engine, plans=plan_rows),
+        payments=payments,
+        subscriptions=subscriptions,
+        idempotency=IdempotencyService(keys=IdempotencyKeyRepository(engine)),
     )
-    services.playback = build_playback(settings, resources, catalog=catalog, viewing=services.viewing)
+    services.playback = build_playback(settings, resources, catalog=catalog, viewing=services.viewing,
+                                       plans=entitlements)
     resources.broker.attach_handlers(services.job_handlers(), ledger=services.message_ledger)
     return services
 

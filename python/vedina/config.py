@@ -63,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = ""
     amqp_url: str = ""
     amqp_queue_prefix: str = "vedina"
+    # `vedina worker` serves its own /metrics (job counters, durations) on this port of
+    # 127.0.0.1 when set; 0 (default) = off.
+    worker_metrics_port: int = 0
 
     session_secret: str = ""
     # Identity (vedina.security): base64 of 32 bytes, required in production
@@ -117,8 +120,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Playback (vedina.services.playback): signed media URLs and the concurrent-stream limit.
     playback_url_ttl_seconds: int = 300  # life of a signed /api/media URL
     playback_session_timeout_seconds: int = 90  # a playback session without heartbeat ends after this
-    max_concurrent_streams: int = 2  # per account, until plans set it
-    playback_default_plan: str = "premium"  # every account's plan tier until subscriptions exist
+    max_concurrent_streams: int = 2  # screens of an account without a subscription (a plan sets its own)
+    playback_default_plan: str = "none"  # tier of an account without a subscription: none, or a free tier
+
+    # Billing (vedina.services.subscriptions): how long a failed renewal keeps access and is
+    # retried, and how long an unpaid new subscription waits before it expires.
+    past_due_grace_days: int = 7
+    billing_retry_hours: int = 24
+    incomplete_expire_hours: int = 23
+
+    # The payment provider (vedina.storage.stripe_provider): "sim" (`vedina provider-sim` on
+    # loopback, started by `vedina serve` when STRIPE_API_BASE is empty) or "stripe".
+    payment_provider: Literal["sim", "stripe"] = "sim"
+    stripe_api_key: str = "sk_test_vedina_sim"  # a real sk_/rk_ key when PAYMENT_PROVIDER=stripe
+    stripe_api_base: str = ""  # default: https://api.stripe.com, or http://127.0.0.1:PROVIDER_SIM_PORT for sim
+    provider_sim_port: int = 12111
 
     # Viewer features (vedina.services.progress): watch progress reaches the database at most
     # once per this many seconds per profile and movie (reads always see the latest report).
@@ -172,6 +188,7 @@ ENV_VARS: dict[str, str] = {
     "REDIS_URL": "redis_url",
     "AMQP_URL": "amqp_url",
     "AMQP_QUEUE_PREFIX": "amqp_queue_prefix",
+    "WORKER_METRICS_PORT": "worker_metrics_port",
     "SESSION_SECRET": "session_secret",
     "API_KEY_ENCRYPTION_KEY": "api_key_encryption_key",
     "JWT_SIGNING_KEYS": "jwt_signing_keys",
@@ -205,6 +222,13 @@ ENV_VARS: dict[str, str] = {
     "PLAYBACK_SESSION_TIMEOUT_SECONDS": "playback_session_timeout_seconds",
     "MAX_CONCURRENT_STREAMS": "max_concurrent_streams",
     "PLAYBACK_DEFAULT_PLAN": "playback_default_plan",
+    "PAST_DUE_GRACE_DAYS": "past_due_grace_days",
+    "BILLING_RETRY_HOURS": "billing_retry_hours",
+    "INCOMPLETE_EXPIRE_HOURS": "incomplete_expire_hours",
+    "PAYMENT_PROVIDER": "payment_provider",
+    "STRIPE_API_KEY": "stripe_api_key",
+    "STRIPE_API_BASE": "stripe_api_base",
+    "PROVIDER_SIM_PORT": "provider_sim_port",
     "PROGRESS_FLUSH_SECONDS": "progress_flush_seconds",
 }
 _FIELD_TO_ENV = {field: var for var, field in ENV_VARS.items()}
@@ -226,7 +250,7 @@ def _coerce(var: str, raw: str, field_type: object) -> object:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
-    return raw if var not in {"LOG_LEVEL", "VEDINA_ENV", "SERVER"} else raw.lower()
+    return raw if var not in {"LOG_LEVEL", "VEDINA_ENV", "SERVER", "PAYMENT_PROVIDER"} else raw.lower()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -264,7 +288,25 @@ def webhook_secret_map(s: Settings) -> dict[str, list[bytes]]:
                 f"secret at least {MIN_WEBHOOK_SECRET_LENGTH} characters), separated by commas"
             )
         secrets_by_provider.setdefault(provider, []).append(secret.encode())
+    if s.payment_provider == "sim" and "stripe" not in secrets_by_provider:
+        # The embedded demo verifies the simulator's deliveries with no configuration.
+        secrets_by_provider["stripe"] = [_derived_sim_webhook_secret(s)]
     return secrets_by_provider
+
+
+def provider_webhook_secret(s: Settings) -> bytes:
+    """The secret the payment provider signs its webhooks with: the first ``stripe:`` one of
+    ``WEBHOOK_SECRETS``, else (PAYMENT_PROVIDER=sim) one derived from SESSION_SECRET."""
+    return webhook_secret_map(s)["stripe"][0]
+
+
+def _derived_sim_webhook_secret(s: Settings) -> bytes:
+    import base64
+
+    from vedina.security.keys import derive_key
+
+    key = derive_key(s.session_secret, "provider-sim-webhook")
+    return b"whsec_" + base64.urlsafe_b64encode(key).rstrip(b"=")
 
 
 def _name_variable(message: str) -> str:
@@ -280,6 +322,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 def _validate(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise ConfigError(f"PORT must be between 1 and 65535, got {s.port}")
+    if not 0 <= s.worker_metrics_port < 65536:
+        raise ConfigError(f"WORKER_METRICS_PORT must be between 0 (off) and 65535, got {s.worker_metrics_port}")
     if s.workers < 0:
         raise ConfigError(f"WORKERS must be 0 (one per core) or more, got {s.workers}")
     if s.max_body_bytes < 1024:
@@ -287,6 +331,7 @@ def _validate(s: Settings) -> None:
     if s.media_accel_redirect and not (s.media_accel_redirect.startswith("/") and s.media_accel_redirect.endswith("/")):
         raise ConfigError(f"MEDIA_ACCEL_REDIRECT must be empty or a path starting and ending with '/', got {s.media_accel_redirect!r}")
     webhook_secret_map(s)  # raises ConfigError naming WEBHOOK_SECRETS
+    _validate_payment_provider(s)
     if s.db_pool_size < 1:
         raise ConfigError(f"DB_POOL_SIZE must be at least 1, got {s.db_pool_size}")
     if s.near_cache_entries < 0:
@@ -326,8 +371,31 @@ def _validate_playback(s: Settings) -> None:
                           f"got {s.playback_session_timeout_seconds}")
     if not 1 <= s.max_concurrent_streams <= 100:
         raise ConfigError(f"MAX_CONCURRENT_STREAMS must be between 1 and 100, got {s.max_concurrent_streams}")
-    if s.playback_default_plan not in PLAN_TIERS:
-        raise ConfigError(f"PLAYBACK_DEFAULT_PLAN must be one of {', '.join(PLAN_TIERS)}, got {s.playback_default_plan!r}")
+    if s.playback_default_plan not in ("none", *PLAN_TIERS):
+        raise ConfigError(f"PLAYBACK_DEFAULT_PLAN must be none or one of {', '.join(PLAN_TIERS)}, "
+                          f"got {s.playback_default_plan!r}")
+    for name, value, low, high in (("PAST_DUE_GRACE_DAYS", s.past_due_grace_days, 0, 60),
+                                   ("BILLING_RETRY_HOURS", s.billing_retry_hours, 1, 24 * 30),
+                                   ("INCOMPLETE_EXPIRE_HOURS", s.incomplete_expire_hours, 1, 24 * 7)):
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+
+
+_STRIPE_KEY = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{16,}$")
+
+
+def _validate_payment_provider(s: Settings) -> None:
+    if s.stripe_api_base and not re.match(r"^https?://[^/\s?#]+$", s.stripe_api_base):
+        raise ConfigError(f"STRIPE_API_BASE must be empty or an http(s) URL without a path, got {s.stripe_api_base!r}")
+    if not 0 < s.provider_sim_port < 65536:
+        raise ConfigError(f"PROVIDER_SIM_PORT must be between 1 and 65535, got {s.provider_sim_port}")
+    if s.payment_provider == "stripe":
+        if not _STRIPE_KEY.match(s.stripe_api_key):
+            raise ConfigError("STRIPE_API_KEY must be set to your Stripe secret key (sk_live_... or sk_test_...) "
+                              "when PAYMENT_PROVIDER=stripe")
+        if "stripe" not in webhook_secret_map(s):
+            raise ConfigError("WEBHOOK_SECRETS must hold the Stripe endpoint's signing secret (stripe:whsec_...) "
+                              "when PAYMENT_PROVIDER=stripe")
 
 
 def _validate_identity_keys(s: Settings) -> None:

@@ -3,12 +3,14 @@
     AppError                      (500 "error", internal_error)
     ├── BadRequest                (400 "fail",  bad_request)
     │   └── ValidationFailed      (422 "fail",  validation_failed)
+    │       └── IdempotencyKeyReused (422 "fail", idempotency_key_reused)
     ├── Unauthorized              (401 "fail",  unauthorized)
+    ├── PaymentDeclined           (402 "fail",  payment_declined: the provider refused the charge)
     ├── Forbidden                 (403 "fail",  forbidden)
     │   └── Refused               (403 "fail",  per instance: the rule that refused, e.g. age_restricted)
     ├── NotFound                  (404 "fail",  not_found)
     ├── MethodNotAllowed          (405 "fail",  method_not_allowed)
-    ├── Conflict                  (409 "fail",  conflict)
+    ├── Conflict                  (409 "fail",  conflict; per instance with a code, e.g. subscription_exists)
     │   └── TooManyStreams        (409 "fail",  too_many_streams)
     ├── PreconditionFailed        (412 "fail",  precondition_failed)
     ├── PreconditionRequired      (428 "fail",  precondition_required)
@@ -64,8 +66,16 @@ class ValidationFailed(BadRequest):
     status, code, default_message = 422, "validation_failed", "Request validation failed"
 
 
+class IdempotencyKeyReused(ValidationFailed):
+    status, code, default_message = 422, "idempotency_key_reused", "This Idempotency-Key was used for another request"
+
+
 class Unauthorized(AppError):
     status, code, default_message = 401, "unauthorized", "Authentication required"
+
+
+class PaymentDeclined(AppError):
+    status, code, default_message = 402, "payment_declined", "The payment was declined"
 
 
 class Forbidden(AppError):
@@ -92,6 +102,12 @@ class MethodNotAllowed(AppError):
 
 class Conflict(AppError):
     status, code, default_message = 409, "conflict", "Conflict"
+
+    def __init__(self, message: str | None = None, *, details: Any = None, headers: dict[str, str] | None = None,
+                 code: str | None = None):
+        super().__init__(message, details=details, headers=headers)
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # a stable code clients switch on, e.g. subscription_exists
 
 
 class TooManyStreams(Conflict):

@@ -14,7 +14,15 @@ import asyncio
 import bisect
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from vedina.background import Background
 
@@ -38,6 +46,27 @@ INVALIDATION_LEASE_LOST = Counter(
     "Times a worker's invalidation subscription dropped (its near caches were bypassed until resubscribed)",
 )
 NEAR_CACHE = Counter("vedina_near_cache_total", "Per-worker cache lookups", ["cache", "result"])
+
+# -- jobs (vedina.jobs.retry, vedina.storage.broker, vedina.storage.outbox) ----------------
+# Counters and the histogram are written by the process that runs the job: a serving
+# worker in the embedded profile, `vedina worker` in the real one (WORKER_METRICS_PORT).
+JOB_RETRIES = Counter("vedina_job_retries_total", "Counted job failures scheduled for another try", ["topic"])
+JOB_DEAD_LETTERS = Counter("vedina_job_dead_letters_total", "Jobs moved to the dead letters after their last try",
+                           ["topic"])
+JOB_DURATION = Histogram(
+    "vedina_job_duration_seconds", "Time a job handler ran, by outcome (ok, failed, postponed, duplicate)",
+    ["topic", "outcome"], buckets=(0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600),
+)
+# Gauges are refreshed every few seconds by each process that runs Services.start()
+# (vedina.jobs.monitoring); a scrape shows the most recent value of a live process.
+JOB_QUEUE_DEPTH = Gauge(
+    "vedina_job_queue_depth", "Jobs waiting: queue=jobs (ready), retry (backing off), dead (dead letters)", ["queue"],
+    multiprocess_mode="livemostrecent",
+)
+SCHEDULED_RUNS = Counter("vedina_scheduled_task_runs_total", "Periodic task ticks run (vedina.jobs.scheduler)",
+                         ["task", "outcome"])
+OUTBOX_BACKLOG = Gauge("vedina_outbox_backlog", "Outbox rows not yet published (dead rows included)",
+                       multiprocess_mode="livemostrecent")
 
 
 class BufferedCounter:
@@ -118,6 +147,17 @@ class RequestRecorder:
     async def close(self) -> None:
         await self._task.stop()
         self.flush()
+
+
+def serve_worker_metrics(port: int) -> None:
+    """``vedina worker``'s own /metrics on 127.0.0.1:``port`` (it has no HTTP server otherwise)."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    registry = REGISTRY
+    if os.environ.get(ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -61,16 +61,18 @@ async def test_embedded_profile_shares_through_the_database(resources):
 
 
 @pytest.mark.parametrize("profile", ["embedded"], indirect=True)
-async def test_background_pass_sweeps_expired_rows(resources):
+async def test_the_scheduled_sweep_deletes_expired_rows(resources):
     import sqlalchemy as sa
 
+    from vedina.composition import build_services
+    from vedina.jobs.scheduler import Scheduler
     from vedina.storage.schema import kv_entries
 
     await resources.shared.set("nonce:old", b"x", ttl=0.05)
     await resources.shared.set("nonce:live", b"y", ttl=60)
     await asyncio.sleep(0.1)
-    resources.start_relay(interval=0.05, sweep_every=0.05)
-    await asyncio.sleep(0.4)
+    tasks = build_services(resources.settings, resources).periodic_tasks()
+    assert "kv_entries.sweep" in await Scheduler(resources.engine, tasks).run_once()
     async with resources.engine.connect() as conn:
         keys = (await conn.execute(sa.select(kv_entries.c.key))).scalars().all()
     assert keys == ["nonce:live"]

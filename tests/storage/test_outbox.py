@@ -10,6 +10,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from vedina.jobs.retry import RetryPolicies, RetryPolicy
 from vedina.storage.broker import InProcessBroker, RabbitBroker
 from vedina.storage.outbox import MAX_ATTEMPTS, OutboxRelay, enqueue
 from vedina.storage.schema import outbox
@@ -66,9 +67,13 @@ async def test_two_relays_never_publish_a_row_twice(resources):
     assert sorted(p["n"] for p in recorder.seen) == list(range(40))
 
 
+NO_BACKOFF = RetryPolicies(default=RetryPolicy(max_attempts=MAX_ATTEMPTS, base_delay=0, max_delay=0), topics={})
+
+
 async def test_failed_job_is_retried_then_parked_with_its_error(resources):
     flaky = Recorder(fail_times=1)
-    relay = OutboxRelay(resources.engine, InProcessBroker({"flaky": flaky, "broken": Recorder(fail_times=99)}))
+    relay = OutboxRelay(resources.engine, InProcessBroker({"flaky": flaky, "broken": Recorder(fail_times=99)}),
+                        policies=NO_BACKOFF)
     async with resources.engine.begin() as conn:
         await enqueue(conn, topic="flaky", payload={"n": 1})
         await enqueue(conn, topic="broken", payload={"n": 2})
@@ -114,6 +119,7 @@ async def test_rabbitmq_round_trip_through_the_outbox(resources, rabbit):
 
 @REAL_ONLY
 async def test_rabbitmq_failed_job_goes_to_the_dead_letter_queue(rabbit):
+    rabbit.retry_policies = RetryPolicies(default=RetryPolicy(max_attempts=1), topics={})  # no retry (tests/jobs)
     await rabbit.publish("test.topic", {"poison": True}, message_id="m-1")
     stop = asyncio.Event()
 
@@ -260,9 +266,9 @@ async def test_rabbitmq_redelivered_message_runs_its_handler_once(resources, rab
         if payload["user_id"] == 8:
             stop.set()
 
-    await asyncio.wait_for(rabbit.consume({"mail": handle}, stop=stop), timeout=10)
+    await asyncio.wait_for(rabbit.consume({"mail": handle}, stop=stop), timeout=10)  # waits for the jobs in hand
     await asyncio.sleep(0.2)  # a late duplicate would have arrived by now
-    assert recorder.seen == [{"user_id": 7}, {"user_id": 8}]
+    assert sorted(p["user_id"] for p in recorder.seen) == [7, 8]  # handlers run concurrently: any order
 
 
 async def test_a_message_busy_elsewhere_costs_no_attempt(resources):

@@ -11,7 +11,7 @@ from vedina.state import AppState
 
 
 def register(router: SubRouter, state: AppState) -> None:
-    @router.post("/:provider", openapi_name="Receive a signed webhook (Vedina-Signature: t=...,v1=...)")
+    @router.post("/:provider", openapi_name="Receive a signed webhook (Vedina-Signature or Stripe-Signature: t=...,v1=...)")
     async def receive(request: Request):
         content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
@@ -19,7 +19,8 @@ def register(router: SubRouter, state: AppState) -> None:
         body = request.body if isinstance(request.body, bytes) else request.body.encode()
         receipt = await state.services.webhooks.receive(
             provider=request.path_params.get("provider", ""),
-            signature=request.headers.get(SIGNATURE_HEADER),
+            # Stripe (and vedina provider-sim) sign in Stripe-Signature; the scheme is the same.
+            signature=request.headers.get(SIGNATURE_HEADER) or request.headers.get("stripe-signature"),
             body=body,
         )
         return json_response(receipt, status=202 if receipt.status == "accepted" else 200)

@@ -50,6 +50,11 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
     return Response(status_code=status, headers=response_headers, description=encode_json(body))
 
 
+def encoded_json_response(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer whose body is encoded already (e.g. a stored one, replayed)."""
+    return Response(status_code=status, headers=Headers({**_JSON_HEADERS, **(headers or {})}), description=body)
+
+
 def document_response(request, document, *, cache_control: str = "no-cache") -> Response:
     """An encoded answer (``body`` bytes and a ``tag``) with its ETag; ``304`` when
     the client's ``If-None-Match`` already names it (RFC 9110 §13.1.2)."""

@@ -1,8 +1,9 @@
 """``webhook.received``: process a stored webhook event once.
 
-Processing dispatches on the event type to the processors registered in
-``PROCESSORS`` (provider, type) -> coroutine; events no processor claims are
-still marked processed, so the table shows what arrived and what was handled.
+Processing dispatches on the event type to the processors the composition root
+passes in, (provider, type) -> coroutine (the payment provider's events: see
+:mod:`vedina.jobs.payment_events`); events no processor claims are still marked
+processed, so the table shows what arrived and what was handled.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ log = logging.getLogger(__name__)
 TOPIC = RECEIVED_TOPIC
 
 EventProcessor = Callable[[dict[str, Any]], Awaitable[None]]
-PROCESSORS: dict[tuple[str, str], EventProcessor] = {}
 
 
-def handler(*, events: WebhookEventRepository):
+def handler(*, events: WebhookEventRepository, processors: dict[tuple[str, str], EventProcessor]):
     async def handle(payload: dict[str, Any]) -> None:
         event = await events.get(int(payload["webhook_event_id"]))
         if event is None or event["processed_at"] is not None:
             return  # at-least-once delivery: a repeat is a no-op
-        processor = PROCESSORS.get((event["provider"], event["event_type"]))
+        processor = processors.get((event["provider"], event["event_type"]))
         if processor is not None:
             await processor(event)
         await events.mark_processed(event["id"])

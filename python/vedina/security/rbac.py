@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "users:manage": "change roles, suspend and unsuspend users",
     "api_keys:manage": "create, rotate and revoke API keys",
     "payments:webhook": "deliver payment webhooks (API keys)",
+    "billing:manage": "manage plans, see any account's subscriptions and payments, refund payments",
     "media:ingest": "upload media for ingestion (API keys)",
 }
 

@@ -5,7 +5,7 @@ visibility for the viewer's profile (:mod:`vedina.services.visibility`:
 ``not_published``, ``outside_window``, ``age_restricted``) and the plan
 (``plan_required``); then opens a playback session (the same device reopening
 gets its live session back, not a second stream; one session more than
-``max_streams`` is :class:`TooManyStreams`, listing the live ones) and answers
+the plan's screens is :class:`TooManyStreams`, listing the live ones) and answers
 the assets with URLs signed for this user, asset and session.
 
 A media request (:meth:`PlaybackService.check_token`) is authorised by its
@@ -34,6 +34,7 @@ import msgspec
 
 from vedina.errors import NotFound, Refused, TooManyStreams
 from vedina.security.playback_tokens import PlaybackGrant, PlaybackTokens
+from vedina.services.entitlements import Entitlement
 from vedina.services.profiles import Profile
 from vedina.services.viewing import ViewingService
 from vedina.services.visibility import Audience
@@ -52,25 +53,14 @@ def session_key(session_id: str) -> str:
 
 
 class PlanSource(Protocol):
-    async def plan_of(self, *, user_id: int) -> str:
-        """The account's plan tier (one of ``PLAN_TIERS``)."""
+    async def entitlement_of(self, *, user_id: int) -> Entitlement:
+        """What the account may stream now (:mod:`vedina.services.entitlements`)."""
         ...
 
 
-class DefaultPlan:
-    """Until subscriptions exist every account has one plan (``PLAYBACK_DEFAULT_PLAN``);
-    the subscriptions work swaps this source, nothing else."""
-
-    def __init__(self, tier: str) -> None:
-        self._tier = tier
-
-    async def plan_of(self, *, user_id: int) -> str:
-        return self._tier
-
-
-def plan_allows(plan: str, required: str) -> bool:
-    """A plan includes every tier up to its own: ``plan_allows("standard", "basic")``."""
-    return PLAN_TIERS.index(plan) >= PLAN_TIERS.index(required)
+def plan_allows(plan: str | None, required: str) -> bool:
+    """A plan includes every tier up to its own: ``plan_allows("standard", "basic")``; no plan, none."""
+    return plan is not None and PLAN_TIERS.index(plan) >= PLAN_TIERS.index(required)
 
 
 # -- answers -----------------------------------------------------------------------------
@@ -184,7 +174,7 @@ class PlaybackService:
     def __init__(
         self, *, gate: Callable[..., Awaitable], assets: PlaybackRepository, sessions: StreamSessions,
         liveness: SessionLiveness, tokens: PlaybackTokens, plans: PlanSource, invalidations: Invalidations,
-        max_streams: int, session_timeout: int,
+        session_timeout: int,
         viewing: ViewingService | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -195,7 +185,6 @@ class PlaybackService:
         self._tokens = tokens
         self._plans = plans
         self._invalidations = invalidations
-        self.max_streams = max_streams
         self._timeout_ms = session_timeout * 1000
         self.heartbeat_interval = max(1, session_timeout // 3)
         self._viewing = viewing  # watch progress: where to resume
@@ -204,34 +193,39 @@ class PlaybackService:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    async def check_viewer(self, *, user_id: int, audience: Audience, movie_id: int) -> None:
-        """Refused (403, the rule's code) unless this viewer may play the movie now; NotFound if it is gone."""
+    async def check_viewer(self, *, user_id: int, audience: Audience, movie_id: int) -> Entitlement:
+        """Refused (403, the rule's code) unless this viewer may play the movie now; NotFound if it is gone.
+        Returns the account's entitlement (its screens and best quality)."""
         gate = await self._gate(movie_id=movie_id)
         refusal = gate.refusal(audience)
         if refusal == "not_found":
             raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
         if refusal is not None:
             raise Refused(refusal, _REFUSALS[refusal], details={"movie_id": movie_id})
-        plan = await self._plans.plan_of(user_id=user_id)
-        if not plan_allows(plan, gate.plan_tier):
+        entitlement = await self._plans.entitlement_of(user_id=user_id)
+        if not plan_allows(entitlement.tier, gate.plan_tier):
             raise Refused("plan_required", f"This movie needs the {gate.plan_tier} plan",
-                          details={"movie_id": movie_id, "required": gate.plan_tier, "plan": plan})
+                          details={"movie_id": movie_id, "required": gate.plan_tier, "plan": entitlement.tier})
+        return entitlement
 
     async def start(self, *, viewer: Viewer, movie_id: int) -> PlaybackAnswer:
-        await self.check_viewer(user_id=viewer.user_id, audience=viewer.audience, movie_id=movie_id)
+        entitlement = await self.check_viewer(user_id=viewer.user_id, audience=viewer.audience, movie_id=movie_id)
         assets = await self._assets.assets(movie_id=movie_id)
+        ready = [a for a in assets if a.status == "ready"]
+        # Renditions best first (then the source), so a player may take the first that fits; none above the plan's quality.
+        playable = sorted((a for a in ready if a.kind in PLAYABLE_KINDS and _within(a, entitlement.max_height)),
+                          key=lambda a: (a.kind != "rendition", -(a.height or 0), -(a.bitrate or 0), a.id))
+        if not playable and any(a.kind in PLAYABLE_KINDS for a in ready):
+            raise Refused("plan_required", f"This movie has no rendition within the plan's {entitlement.max_height}p",
+                          details={"movie_id": movie_id, "max_height": entitlement.max_height})
         resume = await self._resume_position(viewer, movie_id)  # before the session: nothing may fail after it
-        session = await self._open(viewer, movie_id)
+        session = await self._open(viewer, movie_id, limit=entitlement.screens)
         now = int(self._clock())
 
         def url(asset: PlayableAsset) -> str:
             token = self._tokens.issue(user_id=viewer.user_id, asset_id=asset.id, session_id=session.id, now=now)
             return f"/api/media/{asset.id}?t={token}"
 
-        ready = [a for a in assets if a.status == "ready"]
-        # Renditions best first (then the source), so a player may take the first that fits.
-        playable = sorted((a for a in ready if a.kind in PLAYABLE_KINDS),
-                          key=lambda a: (a.kind != "rendition", -(a.height or 0), -(a.bitrate or 0), a.id))
 
         def artwork(kind: str) -> Artwork | None:
             found = next((a for a in ready if a.kind == kind), None)
@@ -267,17 +261,17 @@ class PlaybackService:
             return None
         return progress.position_seconds if progress.position_seconds and not progress.watched else None
 
-    async def _open(self, viewer: Viewer, movie_id: int) -> StreamSession:
+    async def _open(self, viewer: Viewer, movie_id: int, *, limit: int) -> StreamSession:
         now = self._now_ms()
         candidate = StreamSession(
             id=_new_session_id(), user_id=viewer.user_id, movie_id=movie_id, device_id=viewer.device_id,
             device=viewer.device, started_at=now, expires_at=now + self._timeout_ms,
         )
-        outcome = await self._sessions.open(candidate, limit=self.max_streams, now_ms=now)
+        outcome = await self._sessions.open(candidate, limit=limit, now_ms=now)
         if outcome.session is None:
             raise TooManyStreams(
-                f"At most {self.max_streams} streams may play at once: end one of the active sessions and retry",
-                details={"limit": self.max_streams, "active": [
+                f"At most {limit} streams may play at once: end one of the active sessions and retry",
+                details={"limit": limit, "active": [
                     {"id": s.id, "device": s.device, "movie_id": s.movie_id, "started_at": iso(s.started_at)}
                     for s in outcome.active
                 ]},
@@ -315,7 +309,8 @@ class PlaybackService:
 
     async def active(self, *, user_id: int) -> SessionList:
         sessions = await self._sessions.active(user_id=user_id, now_ms=self._now_ms())
-        return SessionList(items=[self._public(s) for s in sessions], limit=self.max_streams)
+        entitlement = await self._plans.entitlement_of(user_id=user_id)
+        return SessionList(items=[self._public(s) for s in sessions], limit=entitlement.screens)
 
     # -- media requests ------------------------------------------------------------------
 
@@ -339,6 +334,10 @@ _REFUSALS = {
 }
 
 
+def _within(asset: PlayableAsset, max_height: int | None) -> bool:
+    return max_height is None or asset.height is None or asset.height <= max_height
+
+
 def _no_session(session_id: str) -> NotFound:
     return NotFound("No such playback session", details={"id": session_id})
 
@@ -347,7 +346,7 @@ def _new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def build_playback(settings, resources, *, catalog, viewing: ViewingService | None) -> PlaybackService:
+def build_playback(settings, resources, *, catalog, viewing: ViewingService | None, plans: PlanSource) -> PlaybackService:
     """The playback service of a process (called once, by the composition root)."""
     from vedina.storage.stream_sessions import stream_sessions
 
@@ -355,7 +354,7 @@ def build_playback(settings, resources, *, catalog, viewing: ViewingService | No
     return PlaybackService(
         gate=catalog.gate, assets=PlaybackRepository(resources.engine), sessions=sessions,
         liveness=SessionLiveness(sessions, resources.invalidations, max_entries=settings.near_cache_entries),
-        tokens=PlaybackTokens.from_settings(settings), plans=DefaultPlan(settings.playback_default_plan),
-        invalidations=resources.invalidations, max_streams=settings.max_concurrent_streams,
+        tokens=PlaybackTokens.from_settings(settings), plans=plans,
+        invalidations=resources.invalidations,
         session_timeout=settings.playback_session_timeout_seconds, viewing=viewing,
     )

@@ -11,9 +11,15 @@ delivery is at-least-once and consumers are idempotent by message id.
 A broker that is down is not a poison message: when a publish fails with
 :class:`BrokerUnavailable`, the row goes back without its attempt counted and
 the batch stops, so an outage of any length delivers everything after it;
-only failures of the message itself (a handler that raises, in-process) count
-towards MAX_ATTEMPTS. :class:`RelayLoop` runs one relay per host (a lock
-file), backing off while the broker is down.
+only failures of the message itself (a handler that raises, in-process) count.
+
+A counted failure is retried with the topic's back-off
+(:mod:`vedina.jobs.retry`): the row's ``claimed_until`` is set to the time
+of the next try, which the claim condition already waits for. A row whose
+``attempts`` reached its topic's ``max_attempts`` is not claimed any more: it
+is the embedded profile's dead letter (see :mod:`vedina.jobs.dead_letters`).
+:class:`RelayLoop` runs one relay per host (a lock file), backing off while
+the broker is down.
 """
 
 from __future__ import annotations
@@ -24,15 +30,17 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from vedina import metrics
 from vedina.background import Background
-from vedina.storage.broker import Broker, BrokerUnavailable
+from vedina.jobs.retry import DEFAULT, RetryPolicies
+from vedina.storage.broker import Broker, BrokerUnavailable, is_outage
 from vedina.storage.clock import utcnow
 from vedina.storage.message_ledger import Busy
 from vedina.storage.rows import plain
@@ -41,9 +49,14 @@ from vedina.storage.schema import outbox
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=30)
-# After this many failed publishes a row stays in the table as dead, with its
-# last error, for an operator to inspect (the outbox's dead-letter queue).
-MAX_ATTEMPTS = 5
+
+
+def precise_utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+# The default policy's limit (each topic has its own, vedina.jobs.retry): after that many
+# failed publishes a row stays in the table as dead, with its last error, for an operator.
+MAX_ATTEMPTS = DEFAULT.max_attempts
 
 
 async def enqueue(conn: AsyncConnection, *, topic: str, payload: dict[str, Any]) -> int:
@@ -54,16 +67,34 @@ async def enqueue(conn: AsyncConnection, *, topic: str, payload: dict[str, Any])
 
 
 class OutboxRelay:
-    def __init__(self, engine: AsyncEngine, broker: Broker, *, batch_size: int = 100) -> None:
+    def __init__(
+        self, engine: AsyncEngine, broker: Broker, *, batch_size: int = 100, policies: RetryPolicies | None = None,
+    ) -> None:
         self._engine = engine
         self._broker = broker
         self._batch_size = batch_size
         self._relay_id = uuid.uuid4().hex
+        self.policies = policies or RetryPolicies()
 
     async def pending(self) -> int:
         async with self._engine.connect() as conn:
             query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             return (await conn.execute(query)).scalar_one()
+
+    async def backlog(self) -> dict[str, int]:
+        """Unpublished rows: ``ready`` (claimable now or being published), ``waiting`` (a retry's
+        back-off), ``dead`` (past their topic's limit)."""
+        now = precise_utcnow()
+        dead = outbox.c.attempts >= self.policies.attempt_limit(outbox.c.topic)
+        waiting = sa.and_(~dead, outbox.c.attempts > 0, outbox.c.claimed_until > now, outbox.c.claimed_by.is_(None))
+        state = sa.case((dead, "dead"), (waiting, "waiting"), else_="ready")
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(state.label("bucket"), sa.func.count())
+                .where(outbox.c.published_at.is_(None))
+                .group_by(sa.literal_column("bucket"))  # by name: MariaDB cannot match two copies of bound values
+            )).all()
+        return {"ready": 0, "waiting": 0, "dead": 0} | {name: count for name, count in rows}
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows were published.
@@ -82,23 +113,26 @@ class OutboxRelay:
             except Busy as exc:  # handled elsewhere right now (or by a consumer that died): not its failure
                 await self._release([row["id"]], error=f"busy: {exc}", count_attempt=False)
                 continue
-            except Exception as exc:  # the message's own failure (a handler, in-process): counted
-                log.warning("outbox publish failed", extra={"outbox_id": row["id"], "error": str(exc)})
-                await self._release([row["id"]], error=str(exc), count_attempt=True)
+            except Exception as exc:
+                if not is_outage(exc):  # the message's own failure: counted, below
+                    await self._retry_later(row, error=f"{type(exc).__name__}: {exc}")
+                    continue
+                # A backing service of the handler is down (in-process): not its failure either.
+                await self._release([row["id"]], error=f"outage: {type(exc).__name__}: {exc}", count_attempt=False)
                 continue
             await self._mark_published(row["id"])
             published += 1
         return published
 
     async def _claim(self) -> list[dict[str, Any]]:
-        now = utcnow()
+        now = precise_utcnow()  # a retry's back-off may be shorter than a second
         async with self._engine.begin() as conn:
             candidates = (
                 await conn.execute(
                     sa.select(outbox.c.id)
                     .where(
                         outbox.c.published_at.is_(None),
-                        outbox.c.attempts < MAX_ATTEMPTS,
+                        outbox.c.attempts < self.policies.attempt_limit(outbox.c.topic),
                         sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
                     )
                     .order_by(outbox.c.id)
@@ -120,7 +154,7 @@ class OutboxRelay:
             )
             rows = (
                 await conn.execute(
-                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.payload)
+                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.payload, outbox.c.attempts)
                     .where(outbox.c.id.in_(candidates), outbox.c.claimed_by == self._relay_id)
                     .order_by(outbox.c.id)
                 )
@@ -131,6 +165,26 @@ class OutboxRelay:
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(outbox).where(outbox.c.id == row_id).values(published_at=utcnow(), claimed_until=None)
+            )
+
+    async def _retry_later(self, row: dict[str, Any], *, error: str) -> None:
+        """A counted failure (the claim counted it): back off per the topic's policy, or stay dead.
+
+        ``claimed_by`` is cleared, so the row is claimable again once ``claimed_until`` passes."""
+        log.warning("outbox job failed", extra={"outbox_id": row["id"], "topic": row["topic"], "error": error[:300]})
+        policy = self.policies.for_topic(row["topic"])
+        if policy.exhausted(row["attempts"]):
+            metrics.JOB_DEAD_LETTERS.labels(row["topic"]).inc()
+            log.error("job dead-lettered in the outbox", extra={"outbox_id": row["id"], "topic": row["topic"]})
+            retry_at = None
+        else:
+            metrics.JOB_RETRIES.labels(row["topic"]).inc()
+            retry_at = precise_utcnow() + timedelta(seconds=policy.delay(row["attempts"]))
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == row["id"], outbox.c.claimed_by == self._relay_id)
+                .values(claimed_by=None, claimed_until=retry_at, last_error=error[:2000])
             )
 
     async def _release(self, row_ids: list[int], *, error: str, count_attempt: bool) -> None:

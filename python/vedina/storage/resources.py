@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,26 +55,12 @@ class Resources:
     async def _ping_db(self) -> None:
         await SqlStore(self.engine).ping()
 
-    def start_relay(self, *, interval: float = 1.0, sweep_every: float = 60.0, sweeps=()) -> None:
+    def start_relay(self, *, interval: float = 1.0) -> None:
         """In the background of this process, if it holds the host's relay lock: relay
-        the outbox to the broker and, every ``sweep_every`` seconds, run ``sweeps`` (and,
-        when the shared store is the database, delete its expired rows: Redis expires
-        keys itself; the table would otherwise only grow)."""
-        next_sweep = time.monotonic() + sweep_every
-
-        jobs = [*sweeps, self.shared.sweep] if isinstance(self.shared, SqlStore) else list(sweeps)
-
-        async def sweep() -> None:
-            nonlocal next_sweep
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + sweep_every
-                for job in jobs:
-                    swept = await job()
-                    if swept:
-                        log.info("swept expired rows", extra={"rows": swept, "sweep": getattr(job, "__qualname__", "")})
-
+        the outbox to the broker. (Sweeps of expired rows are periodic tasks:
+        vedina.composition.Services.periodic_tasks, run by vedina.jobs.scheduler.)"""
         lock = HostLock(host_file(self.settings, "relay"))
-        self.relay_loop = RelayLoop(self.relay, lock, interval=interval, chores=sweep)
+        self.relay_loop = RelayLoop(self.relay, lock, interval=interval)
         self.relay_loop.start()
 
     async def close(self) -> None:

@@ -500,6 +500,7 @@ payments = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # PAYMENT_STATUSES
     sa.Column("provider", sa.String(16), nullable=False),
     sa.Column("intent_id", Exact(64), nullable=True, unique=True),
+    sa.Column("provider_key", Exact(64), nullable=False, unique=True),  # the provider call's idempotency key
     sa.Column("failure_code", sa.String(64), nullable=True),
     sa.Column("failure_message", sa.String(255), nullable=True),
     sa.Column("refunded_minor", sa.BigInteger(), nullable=False, default=0),  # succeeded refunds
@@ -520,6 +521,7 @@ refunds = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # pending | succeeded | failed
     sa.Column("reason", sa.String(255), nullable=False, default=""),
     sa.Column("provider_refund_id", Exact(64), nullable=True, unique=True),
+    sa.Column("provider_key", Exact(64), nullable=False, unique=True),
     sa.Column("actor_id", Id, nullable=True),
     sa.Column("created_at", sa.DateTime(), nullable=False),
     sa.Column("updated_at", sa.DateTime(), nullable=False),

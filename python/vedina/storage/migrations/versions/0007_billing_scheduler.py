@@ -3,7 +3,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-30 10:35:58.001036
+Create Date: 2026-11-30 10:38:34.907409
 """
 
 import sqlalchemy as sa
@@ -130,6 +130,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('provider', sa.String(length=16), nullable=False),
     sa.Column('intent_id', sa.String(length=64).with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mariadb').with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mysql'), nullable=True),
+    sa.Column('provider_key', sa.String(length=64).with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mariadb').with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mysql'), nullable=False),
     sa.Column('failure_code', sa.String(length=64), nullable=True),
     sa.Column('failure_message', sa.String(length=255), nullable=True),
     sa.Column('refunded_minor', sa.BigInteger(), nullable=False),
@@ -142,7 +143,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_payments_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
     sa.UniqueConstraint('charge_key', name=op.f('uq_payments_charge_key')),
-    sa.UniqueConstraint('intent_id', name=op.f('uq_payments_intent_id'))
+    sa.UniqueConstraint('intent_id', name=op.f('uq_payments_intent_id')),
+    sa.UniqueConstraint('provider_key', name=op.f('uq_payments_provider_key'))
     )
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.create_index('ix_payments_status_updated', ['status', 'updated_at'], unique=False)
@@ -172,11 +174,13 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=255), nullable=False),
     sa.Column('provider_refund_id', sa.String(length=64).with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mariadb').with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mysql'), nullable=True),
+    sa.Column('provider_key', sa.String(length=64).with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mariadb').with_variant(mysql.VARCHAR(collation='utf8mb4_bin', length=64), 'mysql'), nullable=False),
     sa.Column('actor_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_refunds_payment_id_payments'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refunds')),
+    sa.UniqueConstraint('provider_key', name=op.f('uq_refunds_provider_key')),
     sa.UniqueConstraint('provider_refund_id', name=op.f('uq_refunds_provider_refund_id'))
     )
     with op.batch_alter_table('refunds', schema=None) as batch_op:

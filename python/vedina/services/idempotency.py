@@ -1,0 +1,95 @@
+"""``Idempotency-Key``: a money-moving request sent twice does its work once.
+
+The first request under a key (per caller) runs and its answer -- status and
+body, errors included -- is kept for ``TTL``; the same key with the same request
+(method, path and body, hashed) gets that answer again, marked replayed. The
+same key with another request is refused (422 ``idempotency_key_reused``). A
+second request while the first still runs waits for its answer (up to
+``WAIT``), so two concurrent POSTs with one key make one charge and get one
+answer; still running after that is 409 ``idempotency_key_in_use``.
+
+An outage (a 5xx) is not an answer: the key is released so a retry runs again.
+What the request did before the outage is guarded by its own unique keys
+(a payment's ``charge_key``, the provider's idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from vedina.errors import AppError, Conflict, IdempotencyKeyReused, error_body
+from vedina.storage.clock import utcnow
+from vedina.storage.idempotency_keys import IdempotencyKeyRepository
+
+TTL = timedelta(hours=24)
+WAIT = 15.0  # seconds a repeat waits for the first request's answer
+POLL = 0.05
+
+# (status, encoded JSON body) of an answer.
+Answer = tuple[int, bytes]
+
+
+def request_hash(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+class IdempotencyService:
+    def __init__(self, *, keys: IdempotencyKeyRepository, wait: float = WAIT) -> None:
+        self._keys = keys
+        self._wait = wait
+
+    async def run(self, *, owner: str, key: str, fingerprint: str, call: Callable[[], Awaitable[Answer]],
+                  encode: Callable[[object], bytes]) -> tuple[Answer, bool]:
+        """The answer under ``key`` and whether it was replayed."""
+        now = utcnow()
+        if not await self._keys.claim(owner=owner, key=key, request_hash=fingerprint, expires_at=now + TTL):
+            replay = await self._existing(owner=owner, key=key, fingerprint=fingerprint)
+            if replay is not None:
+                return replay, True
+            # It expired (and was dropped) or its runner gave up: claim it afresh.
+            if not await self._keys.claim(owner=owner, key=key, request_hash=fingerprint, expires_at=now + TTL):
+                raise Conflict("A request with this Idempotency-Key is in progress", code="idempotency_key_in_use")
+        try:
+            answer = await call()
+        except AppError as exc:
+            if exc.status >= 500:
+                await self._keys.release(owner=owner, key=key)
+                raise
+            status, body, _headers = error_body(exc)
+            answer = (status, encode(body))
+        except BaseException:
+            await self._keys.release(owner=owner, key=key)
+            raise
+        await self._keys.complete(owner=owner, key=key, status=answer[0], body=answer[1])
+        return answer, False
+
+    async def _existing(self, *, owner: str, key: str, fingerprint: str) -> Answer | None:
+        deadline = asyncio.get_running_loop().time() + self._wait
+        while True:
+            row = await self._keys.get(owner=owner, key=key)
+            if row is None:
+                return None
+            if row["expires_at"] <= utcnow():
+                await self._keys.drop_expired(owner=owner, key=key, now=utcnow())
+                return None
+            if row["request_hash"] != fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used for another request: use a new key for a new request",
+                    details={"header": "Idempotency-Key"},
+                )
+            if row["state"] == "done":
+                return row["response_status"], row["response_body"]
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Conflict("A request with this Idempotency-Key is in progress", code="idempotency_key_in_use")
+            await asyncio.sleep(POLL)
+
+    async def sweep(self) -> int:
+        return await self._keys.sweep()

@@ -1,0 +1,74 @@
+"""Billing test helpers: in-process services on each profile, talking to the session's
+`vedina provider-sim` through the real Stripe SDK; accounts and plans made per test."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+
+from vedina.composition import open_services
+from vedina.storage.users import UserRepository
+
+# Amounts in cents; every plan here bills monthly in USD.
+PLAN_TERMS = {
+    "basic": {"price_minor": 999, "screens": 1, "max_height": 720},
+    "standard": {"price_minor": 1499, "screens": 2, "max_height": 1080},
+    "premium": {"price_minor": 1999, "screens": 4, "max_height": 2160},
+}
+
+
+class Clock:
+    """A settable clock (seconds), for the services' ``clock``."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, *, days: float = 0, seconds: float = 0) -> None:
+        self.now += days * 86400 + seconds
+
+
+@pytest.fixture
+async def billing(settings, provider_sim):
+    """Services on ``settings`` (no background tasks), a fresh simulator behaviour, a movable clock."""
+    provider_sim.control.reset()
+    services = await open_services(msgspec.structs.replace(settings, playback_default_plan="none"))
+    # The scheduled work reads every subscription of the database, and moving the clock makes all
+    # of them due: each test starts with none (the real profile's test database is the session's).
+    async with services.resources.engine.begin() as conn:
+        for table in ("refunds", "payments", "subscription_events", "subscriptions"):
+            await conn.execute(sa.text(f"DELETE FROM {table}"))
+    clock = Clock()
+    services.subscriptions.clock = clock
+    services.playback._plans.clock = clock
+    services.clock = clock
+    yield services
+    await services.close()
+    provider_sim.control.reset()
+
+
+async def new_account(services) -> tuple[int, str]:
+    email = f"billing-{uuid.uuid4().hex[:12]}@example.org"
+    async with services.resources.engine.begin() as conn:
+        user_id = await UserRepository.insert(conn, email=email, display_name="Billing <b>Test</b>",
+                                              password_hash=None, role="viewer", status="active")
+    return user_id, email
+
+
+async def make_plans(services, *, trial_days: int = 0) -> dict[str, int]:
+    """basic / standard / premium plans (unique codes per call); name -> plan id."""
+    suffix = uuid.uuid4().hex[:8]
+    made = {}
+    for tier, terms in PLAN_TERMS.items():
+        plan = await services.plans.create(
+            code=f"{tier}-{suffix}", name=f"{tier.title()} {suffix}", tier=tier, description="", active=True,
+            terms={**terms, "currency": "usd", "billing_period": "month", "trial_days": trial_days},
+        )
+        made[tier] = plan.id
+    return made

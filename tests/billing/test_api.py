@@ -1,0 +1,291 @@
+"""/api/plans, /api/subscriptions and /api/payments over HTTP on both profiles, end to end:
+a live Granian server, `vedina provider-sim` confirming payments by signed webhooks, the
+webhook job (in-process embedded, `vedina worker` over RabbitMQ real), and playback."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from tests.billing.conftest import PLAN_TERMS
+from tests.conftest import PROFILES, LiveServer, query_rows, require_profile, server_pool, signed_in
+from tests.playback.conftest import PLAYBACK_ENV, PlaybackServer
+from vedina.storage.schema import payments, plans, subscriptions, webhook_events
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def billing_servers(live_data):
+    with server_pool(lambda profile: PlaybackServer(LiveServer(
+        server="granian", env={**live_data(profile), **PLAYBACK_ENV, "PLAYBACK_DEFAULT_PLAN": "none"},
+    ))) as get:
+        yield get
+
+
+@pytest.fixture(params=PROFILES)
+def site(request, billing_servers, provider_sim):
+    require_profile(request.param)
+    server = billing_servers(request.param)
+    provider_sim.control.reset()
+    provider_sim.control.webhook(f"{server.base_url}/api/webhooks/stripe")
+    yield server
+    provider_sim.control.reset()
+
+
+_admins: dict[str, object] = {}
+
+
+def admin(site):
+    if site.base_url not in _admins:
+        _admins[site.base_url] = signed_in(site.base_url, site.env, role="admin")
+    return _admins[site.base_url]
+
+
+def new_plan(site, tier: str = "premium", **overrides) -> dict:
+    body = {"code": f"{tier}-{uuid.uuid4().hex[:8]}", "name": f"{tier.title()} monthly", "tier": tier,
+            "currency": "usd", "billing_period": "month", **PLAN_TERMS[tier], **overrides}
+    created = admin(site).post("/api/plans", json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def key() -> dict[str, str]:
+    return {"idempotency-key": str(uuid.uuid4())}
+
+
+def wait_for(predicate, *, timeout: float = 30, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
+def counts(site) -> tuple[int, int, int]:
+    rows = query_rows(site.settings, sa.select(
+        sa.select(sa.func.count()).select_from(plans).scalar_subquery().label("plans"),
+        sa.select(sa.func.count()).select_from(subscriptions).scalar_subquery().label("subscriptions"),
+        sa.select(sa.func.count()).select_from(payments).scalar_subquery().label("payments"),
+    ))
+    return rows[0]["plans"], rows[0]["subscriptions"], rows[0]["payments"]
+
+
+def test_subscribe_confirmed_by_a_signed_webhook_then_a_premium_movie_streams(site, provider_sim):
+    """The issue's scenario: subscribe -> the provider confirms by signed webhook (delivered twice)
+    -> active -> a premium-tier movie streams; the duplicate event is stored and processed once."""
+    plan = new_plan(site, "premium")
+    movie = site.new_movie(plan_tier="premium")
+    token = site.user()
+    with site.client(token) as http:
+        refused = http.get(f"/api/movies/{movie['id']}/playback")
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "plan_required"
+
+        provider_sim.control.behave(processing=True, settle_after_seconds=0.3, duplicate_events=True)
+        answer = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                           headers=key())
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["status"] == "incomplete" and answer.json()["latest_payment"]["status"] == "processing"
+
+        active = wait_for(lambda: (r := http.get("/api/subscriptions/current").json())["status"] == "active" and r,
+                          what="the webhook activating the subscription")
+        assert active["plan"]["tier"] == "premium" and active["latest_payment"]["amount_minor"] == 1999
+
+        started = http.get(f"/api/movies/{movie['id']}/playback")
+        assert started.status_code == 200, started.text
+        url = started.json()["renditions"][0]["url"]
+        ranged = http.get(url, headers={"range": "bytes=0-99"})
+        assert ranged.status_code == 206 and len(ranged.content) == 100
+
+        history = http.get(f"/api/subscriptions/{active['id']}/history").json()["items"]
+        assert [e["event"] for e in history] == ["created", "activated"]
+        paid = http.get("/api/payments").json()["items"]
+        assert [(p["purpose"], p["status"], p["amount_minor"]) for p in paid] == [("initial", "succeeded", 1999)]
+
+    intent_id = query_rows(site.settings, sa.select(payments.c.intent_id).where(
+        payments.c.id == paid[0]["id"]))[0]["intent_id"]
+    deliveries = [d for d in provider_sim.control.events()["deliveries"] if d["status"] in (200, 202)]
+    succeeded = [e for e in provider_sim.control.events()["data"]
+                 if e["type"] == "payment_intent.succeeded" and e["data"]["object"]["id"] == intent_id]
+    assert len(succeeded) == 1
+    assert sum(d["event_id"] == succeeded[0]["id"] for d in deliveries) == 2  # delivered twice...
+    stored = query_rows(site.settings, sa.select(webhook_events.c.id, webhook_events.c.processed_at)
+                        .where(webhook_events.c.provider == "stripe", webhook_events.c.event_id == succeeded[0]["id"]))
+    assert len(stored) == 1  # ...stored once
+    wait_for(lambda: query_rows(site.settings, sa.select(webhook_events.c.processed_at).where(
+        webhook_events.c.id == stored[0]["id"]))[0]["processed_at"], what="the event processed")
+
+
+def test_a_wrong_signature_is_refused_and_stores_nothing(site):
+    body = b'{"id":"evt_forged_%s","type":"payment_intent.succeeded","data":{"object":{"id":"pi_x"}}}' % (
+        uuid.uuid4().hex.encode())
+    with site.client() as http:
+        forged = http.post("/api/webhooks/stripe", content=body, headers={
+            "content-type": "application/json", "stripe-signature": f"t={int(time.time())},v1={'0' * 64}"})
+        assert forged.status_code == 401
+        unsigned = http.post("/api/webhooks/stripe", content=body, headers={"content-type": "application/json"})
+        assert unsigned.status_code == 401
+    assert not query_rows(site.settings, sa.select(webhook_events.c.id).where(
+        webhook_events.c.event_type == "payment_intent.succeeded", webhook_events.c.payload.is_not(None),
+        webhook_events.c.event_id.like("evt_forged_%")))
+
+
+def test_two_concurrent_posts_with_one_idempotency_key_make_one_charge(site, provider_sim):
+    plan = new_plan(site, "basic")
+    token = site.user()
+    shared = key()
+    provider_sim.control.behave(delay_ms=300)  # both requests are in flight together
+
+    def post():
+        with site.client(token) as http:
+            return http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                             headers=shared)
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = list(pool.map(lambda _: post(), range(2)))
+    assert first.status_code == second.status_code == 201, (first.text, second.text)
+    assert first.json() == second.json()
+    assert sorted([first.headers["idempotent-replayed"], second.headers["idempotent-replayed"]]) == ["false", "true"]
+    assert len(provider_sim.control.charges()) == 1
+    with site.client(token) as http:
+        replay = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                           headers=shared)
+        assert replay.status_code == 201 and replay.json() == first.json()
+        other = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_mastercard"},
+                          headers=shared)
+        assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(provider_sim.control.charges()) == 1
+
+
+def test_money_moving_posts_require_an_idempotency_key(site):
+    plan = new_plan(site, "basic")
+    with site.client(site.user()) as http:
+        before = counts(site)
+        for headers in ({}, {"idempotency-key": ""}, {"idempotency-key": "x" * 256}, {"idempotency-key": "tab\there"}):
+            answer = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                               headers=headers)
+            assert answer.status_code == 400 and answer.json()["error"]["details"]["header"] == "Idempotency-Key"
+        assert counts(site) == before
+
+
+@pytest.mark.parametrize("body,field", [
+    (b"{", "body"),
+    (b'{"plan_id": "1", "payment_method": "pm_card_visa"}', "plan_id"),
+    (b'{"plan_id": 1.5, "payment_method": "pm_card_visa"}', "plan_id"),
+    (b'{"plan_id": -1, "payment_method": "pm_card_visa"}', "plan_id"),
+    (b'{"plan_id": 1, "payment_method": "<script>alert(1)</script>"}', "payment_method"),
+    (b'{"plan_id": 1, "payment_method": "pm_card_visa\' OR 1=1 --"}', "payment_method"),
+    (b'{"plan_id": 1, "payment_method": "pm_card_visa", "amount_minor": 1}', "amount_minor"),
+])
+def test_bad_subscription_bodies_are_4xx_naming_the_field_and_write_nothing(site, body, field):
+    with site.client(site.user()) as http:
+        before = counts(site)
+        answer = http.post("/api/subscriptions", content=body,
+                           headers={**key(), "content-type": "application/json"})
+        assert answer.status_code in (400, 422), answer.text
+        assert answer.json()["error"]["details"]["field"] == field
+    assert counts(site) == before
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"price_minor": 9.99}, "price_minor"),
+    ({"price_minor": -1}, "price_minor"),
+    ({"currency": "USD"}, "currency"),
+    ({"tier": "platinum"}, "tier"),
+    ({"screens": 0}, "screens"),
+    ({"code": "<b>x</b>"}, "code"),
+    ({"billing_period": "week"}, "billing_period"),
+])
+def test_bad_plans_are_422_and_write_nothing(site, change, field):
+    body = {"code": f"bad-{uuid.uuid4().hex[:6]}", "name": "Bad", "tier": "basic", "currency": "usd",
+            "price_minor": 100, "screens": 1, "max_height": 720, **change}
+    before = counts(site)
+    answer = admin(site).post("/api/plans", json=body)
+    assert answer.status_code == 422 and answer.json()["error"]["details"]["field"] == field
+    assert counts(site) == before
+
+
+def test_plans_are_admin_managed_versioned_and_public(site):
+    plan = new_plan(site, "standard")
+    with site.client(site.user()) as viewer:
+        assert viewer.post("/api/plans", json={"code": "x"}).status_code == 403
+        assert viewer.patch(f"/api/plans/{plan['id']}", json={"price_minor": 1}).status_code == 403
+    with site.client() as anonymous:
+        listed = anonymous.get("/api/plans").json()["items"]
+        assert any(p["id"] == plan["id"] and p["price_minor"] == 1499 for p in listed)
+        assert anonymous.post("/api/plans", json={"code": "x"}).status_code == 401
+    changed = admin(site).patch(f"/api/plans/{plan['id']}", json={"price_minor": 1599, "name": "Standard+"})
+    assert changed.status_code == 200 and changed.json()["version"] == 2 and changed.json()["name"] == "Standard+"
+    renamed = admin(site).patch(f"/api/plans/{plan['id']}", json={"name": "Standard"})
+    assert renamed.json()["version"] == 2  # a new name is not new terms
+    admin(site).patch(f"/api/plans/{plan['id']}", json={"active": False})
+    with site.client() as anonymous:
+        assert anonymous.get(f"/api/plans/{plan['id']}").status_code == 404
+
+
+def test_payments_are_private_and_refunds_are_for_admins_within_what_was_paid(site, provider_sim):
+    plan = new_plan(site, "standard")
+    owner, stranger = site.user(), site.user()
+    with site.client(owner) as http:
+        made = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                         headers=key())
+        assert made.status_code == 201, made.text
+        payment_id = made.json()["latest_payment"]["id"]
+        assert http.get(f"/api/payments/{payment_id}").status_code == 200
+        assert http.post(f"/api/payments/{payment_id}/refunds", json={"reason": "me"}, headers=key()).status_code == 403
+    with site.client(stranger) as http:
+        assert http.get(f"/api/payments/{payment_id}").status_code == 404
+        assert http.get(f"/api/subscriptions/{made.json()['id']}").status_code == 404
+        assert http.get(f"/api/subscriptions/{made.json()['id']}/history").status_code == 404
+    boss = admin(site)
+    partial = boss.post(f"/api/payments/{payment_id}/refunds", json={"amount_minor": 499, "reason": "outage credit"},
+                        headers=key())
+    assert partial.status_code == 201 and partial.json()["refunded_minor"] == 499
+    too_much = boss.post(f"/api/payments/{payment_id}/refunds", json={"amount_minor": 1001, "reason": "x"},
+                         headers=key())
+    assert too_much.status_code == 422 and too_much.json()["error"]["details"]["refundable_minor"] == 1000
+    rest = boss.post(f"/api/payments/{payment_id}/refunds", json={"reason": "cancelled"}, headers=key())
+    assert rest.status_code == 201 and rest.json()["refunded_minor"] == 1499
+    assert [r["amount_minor"] for r in rest.json()["refunds"]] == [499, 1000]
+    float_amount = boss.post(f"/api/payments/{payment_id}/refunds", json={"amount_minor": 1.5, "reason": "x"},
+                             headers=key())
+    assert float_amount.status_code == 422 and float_amount.json()["error"]["details"]["field"] == "amount_minor"
+
+
+def test_cancel_resume_and_a_declined_upgrade_over_http(site, provider_sim):
+    basic, premium = new_plan(site, "basic"), new_plan(site, "premium")
+    with site.client(site.user()) as http:
+        assert http.get("/api/subscriptions/current").status_code == 404
+        assert http.post("/api/subscriptions", json={"plan_id": basic["id"], "payment_method": "pm_card_visa"},
+                         headers=key()).status_code == 201
+        again = http.post("/api/subscriptions", json={"plan_id": basic["id"]}, headers=key())
+        assert again.status_code == 409 and again.json()["error"]["code"] == "subscription_exists"
+        provider_sim.control.behave(decline_next=1)
+        declined = http.post("/api/subscriptions/current/change", json={"plan_id": premium["id"]}, headers=key())
+        assert declined.status_code == 402 and declined.json()["error"]["code"] == "payment_declined"
+        assert http.get("/api/subscriptions/current").json()["plan"]["tier"] == "basic"
+        upgraded = http.post("/api/subscriptions/current/change", json={"plan_id": premium["id"]}, headers=key())
+        assert upgraded.status_code == 200 and upgraded.json()["plan"]["tier"] == "premium"
+        cancelled = http.post("/api/subscriptions/current/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["cancel_at_period_end"] is True
+        assert http.post("/api/subscriptions/current/resume").json()["cancel_at_period_end"] is False
+        ended = http.post("/api/subscriptions/current/cancel", json={"at_once": True})
+        assert ended.json()["status"] == "canceled"
+        assert http.get("/api/subscriptions/current").status_code == 404
+
+
+def test_guarded_billing_routes_refuse_anonymous_callers(site):
+    with site.client() as http:
+        for method, path in [("GET", "/api/subscriptions"), ("POST", "/api/subscriptions"),
+                             ("GET", "/api/subscriptions/current"), ("POST", "/api/subscriptions/current/cancel"),
+                             ("POST", "/api/subscriptions/current/resume"), ("POST", "/api/subscriptions/current/change"),
+                             ("GET", "/api/subscriptions/1"), ("GET", "/api/subscriptions/1/history"),
+                             ("GET", "/api/payments"), ("GET", "/api/payments/1"), ("POST", "/api/payments/1/refunds"),
+                             ("POST", "/api/plans"), ("PATCH", "/api/plans/1")]:
+            assert http.request(method, path, headers=key()).status_code == 401, (method, path)
