@@ -52,11 +52,18 @@ PRODUCTION = {
     "VEDINA_ENV": "production",
     "SESSION_SECRET": "x" * 16 + "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
     "API_KEY_ENCRYPTION_KEY": base64.b64encode(bytes(range(32))).decode(),
+    "PAYMENT_PROVIDER": "stripe", "STRIPE_API_KEY": "sk_live_" + "a1B2" * 6,
+    "WEBHOOK_SECRETS": "stripe:whsec_" + "c3D4" * 8,
 }
 
 
 def test_production_accepts_long_random_secrets():
     assert load_settings(PRODUCTION).env == "production"
+
+
+def test_production_refuses_the_payment_simulator():
+    with pytest.raises(ConfigError, match="PAYMENT_PROVIDER"):
+        load_settings({**PRODUCTION, "PAYMENT_PROVIDER": "sim"})
 
 
 def test_production_requires_an_api_key_encryption_key():

@@ -79,6 +79,7 @@ PROFILE_TTL = 300
 CATALOG_TTL = 300
 MEDIA_TTL = 300
 VIEWING_TTL = 30  # progress and continue watching (a movie leaving its window is seen within this)
+PLANS_TTL = 300
 ENTITLEMENT_TTL = 300  # an entitlement also carries its own end, so expiry needs no invalidation
 
 
@@ -259,7 +260,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
             media_root=settings.media_dir, max_bytes=settings.upload_max_bytes,
             expire_after=timedelta(hours=settings.upload_expire_hours),
         ),
-        plans=PlanService(engine=engine, plans=plan_rows),
+        plans=PlanService(engine=engine, plans=plan_rows, offer=near("plans", PLANS_TTL), invalidations=invalidations),
         payments=payments,
         subscriptions=subscriptions,
         idempotency=IdempotencyService(keys=IdempotencyKeyRepository(engine)),

@@ -356,6 +356,9 @@ def _validate(s: Settings) -> None:
             )
         if not s.api_key_encryption_key:
             raise ConfigError("API_KEY_ENCRYPTION_KEY must be set in production (base64 of 32 random bytes)")
+        if s.payment_provider == "sim":  # fake payments would grant real access
+            raise ConfigError("PAYMENT_PROVIDER=sim is for development and tests: set PAYMENT_PROVIDER=stripe "
+                              "(with STRIPE_API_KEY and a stripe: secret in WEBHOOK_SECRETS) in production")
     _validate_identity_keys(s)
     _validate_rate_limits(s)
     parse_networks(s.metrics_allowed_ips, var="METRICS_ALLOWED_IPS")

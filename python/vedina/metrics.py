@@ -54,7 +54,7 @@ JOB_RETRIES = Counter("vedina_job_retries_total", "Counted job failures schedule
 JOB_DEAD_LETTERS = Counter("vedina_job_dead_letters_total", "Jobs moved to the dead letters after their last try",
                            ["topic"])
 JOB_DURATION = Histogram(
-    "vedina_job_duration_seconds", "Time a job handler ran, by outcome (ok, failed, postponed, duplicate)",
+    "vedina_job_duration_seconds", "Time a job handler ran, by outcome (ok, failed, postponed, duplicate, cancelled)",
     ["topic", "outcome"], buckets=(0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600),
 )
 # Gauges are refreshed every few seconds by each process that runs Services.start()

@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 import uuid
 
+import httpx
 import msgspec
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import LiveServer, server_pool, signed_in
+from tests.playback.conftest import PLAYBACK_ENV, PlaybackServer
 from vedina.composition import open_services
 from vedina.storage.users import UserRepository
 
@@ -72,3 +75,50 @@ async def make_plans(services, *, trial_days: int = 0) -> dict[str, int]:
         )
         made[tier] = plan.id
     return made
+
+
+# -- live servers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def billing_servers(live_data):
+    """Per profile, a Granian server on the live data where accounts without a subscription may
+    stream nothing (PLAYBACK_DEFAULT_PLAN=none); on the real profile the session's `vedina worker`
+    runs its jobs (webhook processing included)."""
+    with server_pool(lambda profile: PlaybackServer(LiveServer(
+        server="granian", env={**live_data(profile), **PLAYBACK_ENV, "PLAYBACK_DEFAULT_PLAN": "none"},
+    ))) as get:
+        yield get
+
+
+_admins: dict[str, httpx.Client] = {}
+
+
+def admin(site) -> httpx.Client:
+    """An admin's client on the site (made once per server)."""
+    if site.base_url not in _admins:
+        _admins[site.base_url] = signed_in(site.base_url, site.env, role="admin")
+    return _admins[site.base_url]
+
+
+def new_plan(site, tier: str = "premium", **overrides) -> dict:
+    body = {"code": f"{tier}-{uuid.uuid4().hex[:8]}", "name": f"{tier.title()} monthly", "tier": tier,
+            "currency": "usd", "billing_period": "month", **PLAN_TERMS[tier], **overrides}
+    created = admin(site).post("/api/plans", json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def key() -> dict[str, str]:
+    """A fresh Idempotency-Key header."""
+    return {"idempotency-key": str(uuid.uuid4())}
+
+
+def wait_for(predicate, *, timeout: float = 30, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout}s")

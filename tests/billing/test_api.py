@@ -11,20 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from tests.billing.conftest import PLAN_TERMS
-from tests.conftest import PROFILES, LiveServer, query_rows, require_profile, server_pool, signed_in
-from tests.playback.conftest import PLAYBACK_ENV, PlaybackServer
+from tests.billing.conftest import admin, key, new_plan, wait_for
+from tests.conftest import PROFILES, query_rows, require_profile
 from vedina.storage.schema import payments, plans, subscriptions, webhook_events
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def billing_servers(live_data):
-    with server_pool(lambda profile: PlaybackServer(LiveServer(
-        server="granian", env={**live_data(profile), **PLAYBACK_ENV, "PLAYBACK_DEFAULT_PLAN": "none"},
-    ))) as get:
-        yield get
 
 
 @pytest.fixture(params=PROFILES)
@@ -35,37 +26,6 @@ def site(request, billing_servers, provider_sim):
     provider_sim.control.webhook(f"{server.base_url}/api/webhooks/stripe")
     yield server
     provider_sim.control.reset()
-
-
-_admins: dict[str, object] = {}
-
-
-def admin(site):
-    if site.base_url not in _admins:
-        _admins[site.base_url] = signed_in(site.base_url, site.env, role="admin")
-    return _admins[site.base_url]
-
-
-def new_plan(site, tier: str = "premium", **overrides) -> dict:
-    body = {"code": f"{tier}-{uuid.uuid4().hex[:8]}", "name": f"{tier.title()} monthly", "tier": tier,
-            "currency": "usd", "billing_period": "month", **PLAN_TERMS[tier], **overrides}
-    created = admin(site).post("/api/plans", json=body)
-    assert created.status_code == 201, created.text
-    return created.json()
-
-
-def key() -> dict[str, str]:
-    return {"idempotency-key": str(uuid.uuid4())}
-
-
-def wait_for(predicate, *, timeout: float = 30, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout}s")
 
 
 def counts(site) -> tuple[int, int, int]:
@@ -216,9 +176,9 @@ def test_plans_are_admin_managed_versioned_and_public(site):
     with site.client(site.user()) as viewer:
         assert viewer.post("/api/plans", json={"code": "x"}).status_code == 403
         assert viewer.patch(f"/api/plans/{plan['id']}", json={"price_minor": 1}).status_code == 403
-    with site.client() as anonymous:
-        listed = anonymous.get("/api/plans").json()["items"]
-        assert any(p["id"] == plan["id"] and p["price_minor"] == 1499 for p in listed)
+    with site.client() as anonymous:  # the offer is cached per worker; a change reaches each by push
+        wait_for(lambda: any(p["id"] == plan["id"] and p["price_minor"] == 1499
+                             for p in anonymous.get("/api/plans").json()["items"]), timeout=5, what="the new plan")
         assert anonymous.post("/api/plans", json={"code": "x"}).status_code == 401
     changed = admin(site).patch(f"/api/plans/{plan['id']}", json={"price_minor": 1599, "name": "Standard+"})
     assert changed.status_code == 200 and changed.json()["version"] == 2 and changed.json()["name"] == "Standard+"
@@ -226,7 +186,8 @@ def test_plans_are_admin_managed_versioned_and_public(site):
     assert renamed.json()["version"] == 2  # a new name is not new terms
     admin(site).patch(f"/api/plans/{plan['id']}", json={"active": False})
     with site.client() as anonymous:
-        assert anonymous.get(f"/api/plans/{plan['id']}").status_code == 404
+        wait_for(lambda: anonymous.get(f"/api/plans/{plan['id']}").status_code == 404, timeout=5,
+                 what="the withdrawn plan gone from every worker")
 
 
 def test_payments_are_private_and_refunds_are_for_admins_within_what_was_paid(site, provider_sim):

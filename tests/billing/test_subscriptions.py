@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from tests.billing.conftest import make_plans, new_account
-from vedina.errors import Conflict, PaymentDeclined, ValidationFailed
+from vedina.errors import Conflict, PaymentDeclined, Refused, ValidationFailed
+from vedina.services.visibility import Audience
+from vedina.storage.clock import utcnow
 from vedina.storage.payment_provider import Intent
-from vedina.storage.schema import payments, subscription_events
+from vedina.storage.schema import movies, payments, subscription_events
 
 
 async def history(services, subscription_id: int) -> list[str]:
@@ -22,6 +25,18 @@ async def payment_rows(services, user_id: int) -> list[dict]:
     async with services.resources.engine.connect() as conn:
         rows = (await conn.execute(sa.select(payments).where(payments.c.user_id == user_id).order_by(payments.c.id)))
         return [dict(r) for r in rows.mappings()]
+
+
+async def published_movie(services, *, plan_tier: str) -> int:
+    now = utcnow()
+    async with services.resources.engine.begin() as conn:
+        result = await conn.execute(sa.insert(movies).values(
+            slug=f"billing-{uuid.uuid4().hex[:10]}", title="Billing test", original_title="", sort_title="billing test",
+            synopsis="", maturity_rating="G", genres=[], spoken_languages=[], subtitle_languages=[],
+            plan_tier=plan_tier, status="published", published_at=now, version=1, people_text="", popularity=0,
+            rating_count=0, rating_sum=0, rating_avg=0, created_at=now, updated_at=now,
+        ))
+    return result.inserted_primary_key[0]
 
 
 async def subscribed(services, tier: str = "standard", *, method: str = "pm_card_visa"):
@@ -105,7 +120,9 @@ async def test_renewal_charges_the_next_period_once_and_extends_it(billing, prov
 
 
 async def test_a_declined_renewal_goes_past_due_is_retried_then_expires_and_access_ends(billing, provider_sim):
+    premium_movie = await published_movie(billing, plan_tier="premium")
     user_id, plans, subscription, _ = await subscribed(billing, "premium")
+    await billing.playback.check_viewer(user_id=user_id, audience=Audience(), movie_id=premium_movie)
     billing.clock.advance(days=32)
     provider_sim.control.behave(decline_next=2)
     await billing.subscriptions.renew_due()
@@ -122,6 +139,9 @@ async def test_a_declined_renewal_goes_past_due_is_retried_then_expires_and_acce
     assert (await billing.playback._plans.entitlement_of(user_id=user_id)).tier is None
     assert await history(billing, subscription.id) == [
         "created", "activated", "payment_failed", "payment_failed", "expired"]
+    with pytest.raises(Refused) as refused:  # playback asks the same entitlement
+        await billing.playback.check_viewer(user_id=user_id, audience=Audience(), movie_id=premium_movie)
+    assert refused.value.code == "plan_required"
     keys = [r["charge_key"] for r in await payment_rows(billing, user_id)]
     assert keys[1:] == [f"sub-{subscription.id}-renewal-2-1", f"sub-{subscription.id}-renewal-2-2"]
 
@@ -325,3 +345,13 @@ def _later(*, minutes: int):
     from vedina.storage.clock import utcnow
 
     return utcnow() + timedelta(minutes=minutes)
+
+
+async def test_the_demo_plans_are_added_once(billing):
+    from vedina.demo.loader import DEMO_PLANS, add_demo_plans
+
+    first = await add_demo_plans(billing)
+    assert await add_demo_plans(billing) == 0
+    offered = {plan.code: plan for plan in (await billing.plans.list()).items}
+    assert first in (0, len(DEMO_PLANS)) and all(plan["code"] in offered for plan in DEMO_PLANS)
+    assert offered["standard-monthly"].trial_days == 7 and offered["premium-monthly"].tier == "premium"

@@ -38,6 +38,8 @@ MATRIX = [
     ("GET", "/api/users/me/continue-watching", None, "account:self", 200),
     ("GET", "/api/users/me/watchlist", None, "account:self", 200),
     ("GET", "/api/playback/sessions", None, "catalog:read", 200),
+    ("GET", "/api/subscriptions", None, "account:self", 200),
+    ("GET", "/api/payments", None, "account:self", 200),
 ]
 
 # Guarded endpoints whose calls need a resource of their own (a movie, an upload, a profile, a
@@ -63,6 +65,14 @@ GUARDED_ELSEWHERE = [
     *[(method, path, "catalog:read") for method, path in [
         ("GET", "/api/movies/:id/playback"), ("POST", "/api/playback/sessions/:sid/heartbeat"),
         ("DELETE", "/api/playback/sessions/:sid")]],
+    # tests/billing/test_api.py (a plan, a subscription, a payment of their own)
+    *[(method, path, "account:self") for method, path in [
+        ("POST", "/api/subscriptions"), ("GET", "/api/subscriptions/current"),
+        ("POST", "/api/subscriptions/current/cancel"), ("POST", "/api/subscriptions/current/resume"),
+        ("POST", "/api/subscriptions/current/change"), ("GET", "/api/subscriptions/:id"),
+        ("GET", "/api/subscriptions/:id/history"), ("GET", "/api/payments/:id")]],
+    *[(method, path, "billing:manage") for method, path in [
+        ("POST", "/api/plans"), ("PATCH", "/api/plans/:id"), ("POST", "/api/payments/:id/refunds")]],
 ]
 
 

@@ -49,7 +49,8 @@ def test_csrf_token_is_per_session():
 
 
 def test_production_requires_an_api_key_encryption_key():
-    env = {"VEDINA_ENV": "production", "SESSION_SECRET": "s" * 40}
+    env = {"VEDINA_ENV": "production", "SESSION_SECRET": "s" * 40, "PAYMENT_PROVIDER": "stripe",
+           "STRIPE_API_KEY": "sk_live_" + "a1B2" * 6, "WEBHOOK_SECRETS": "stripe:whsec_" + "c3D4" * 8}
     with pytest.raises(ConfigError, match="API_KEY_ENCRYPTION_KEY"):
         load_settings(env)
     load_settings({**env, "API_KEY_ENCRYPTION_KEY": base64.b64encode(bytes(32)).decode()})

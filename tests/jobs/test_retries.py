@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,27 @@ async def test_an_outage_is_not_counted_as_a_try(profile, resources):
     for _ in range(8):
         await relay.relay_once()
     assert len(calls) == 8 and (await relay.backlog()) == {"ready": 0, "waiting": 0, "dead": 0}
+
+
+async def test_a_counted_failure_waits_its_back_off_in_the_outbox_row(resources):
+    import sqlalchemy as sa
+
+    from vedina.storage.outbox import precise_utcnow
+    from vedina.storage.schema import outbox
+
+    poison = Poison()
+    policies = RetryPolicies(default=RetryPolicy(max_attempts=3, base_delay=30, max_delay=60), topics={})
+    relay = OutboxRelay(resources.engine, InProcessBroker({TOPIC: poison}), policies=policies)
+    async with resources.engine.begin() as conn:
+        await enqueue(conn, topic=TOPIC, payload={"name": "slow"})
+    before = precise_utcnow()
+    assert await relay.relay_once() == 0
+    after = precise_utcnow()
+    async with resources.engine.connect() as conn:
+        row = (await conn.execute(sa.select(outbox))).mappings().one()
+    assert row["attempts"] == 1 and row["claimed_by"] is None and "poisoned slow" in row["last_error"]
+    # Full jitter below the first cap (30 s); MariaDB keeps whole seconds.
+    assert before.replace(microsecond=0) <= row["claimed_until"] <= after + timedelta(seconds=31)
+    if row["claimed_until"] > precise_utcnow() + timedelta(seconds=1):
+        assert await relay.relay_once() == 0 and poison.tries == {"slow": 1}  # not before its time
+        assert (await relay.backlog())["waiting"] == 1

@@ -6,6 +6,7 @@ from vedina.composition import open_services
 from vedina.config import Settings
 from vedina.demo.catalog import ensure_genres, generate_catalog
 from vedina.demo.media import make_clip, write_subtitles
+from vedina.errors import Conflict
 from vedina.jobs import media_probe
 from vedina.storage import search
 from vedina.storage.clock import utcnow
@@ -62,11 +63,41 @@ DEMO_MOVIES = [
 ]
 
 
+# Plans on offer in the demo (amounts in cents): subscribe with the provider's test card pm_card_visa.
+DEMO_PLANS = [
+    {"code": "basic-monthly", "name": "Basic", "tier": "basic", "price_minor": 799, "screens": 1, "max_height": 720,
+     "trial_days": 0},
+    {"code": "standard-monthly", "name": "Standard", "tier": "standard", "price_minor": 1299, "screens": 2,
+     "max_height": 1080, "trial_days": 7},
+    {"code": "premium-monthly", "name": "Premium", "tier": "premium", "price_minor": 1899, "screens": 4,
+     "max_height": 2160, "trial_days": 0},
+]
+
+
+async def add_demo_plans(services) -> int:
+    """The demo plans that are not there yet (by code); returns how many were added."""
+    existing = {plan.code for plan in (await services.plans.list()).items}
+    added = 0
+    for plan in DEMO_PLANS:
+        if plan["code"] in existing:
+            continue
+        terms = {name: plan[name] for name in ("price_minor", "screens", "max_height", "trial_days")}
+        try:
+            await services.plans.create(code=plan["code"], name=plan["name"], tier=plan["tier"], active=True,
+                                        description=f"{plan['name']} plan, billed monthly",
+                                        terms={**terms, "currency": "usd", "billing_period": "month"})
+        except Conflict:  # withdrawn by an admin (inactive): left as it is
+            continue
+        added += 1
+    return added
+
+
 async def load_demo_data(settings: Settings, *, generated: int = 0, seed: int = 7) -> int:
     services = await open_services(settings)
     resources = services.resources
     added: list[int] = []
     try:
+        await add_demo_plans(services)
         for movie in DEMO_MOVIES:
             if await services.movies.get_by_slug(movie["slug"]) is not None:
                 continue

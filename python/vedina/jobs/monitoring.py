@@ -20,12 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from vedina import metrics
 from vedina.background import Background
 from vedina.storage.broker import Broker, RabbitBroker
 from vedina.storage.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
+
+
+def _metrics():
+    """vedina.metrics, imported on first use: prometheus_client picks its (multiprocess) mode when
+    imported, and `vedina serve` may import this module before it sets PROMETHEUS_MULTIPROC_DIR."""
+    from vedina import metrics
+
+    return metrics
 
 
 class JobGauges:
@@ -37,14 +44,14 @@ class JobGauges:
 
     async def refresh(self) -> dict[str, int]:
         backlog = await self._relay.backlog()
-        metrics.OUTBOX_BACKLOG.set(sum(backlog.values()))
+        _metrics().OUTBOX_BACKLOG.set(sum(backlog.values()))
         if isinstance(self._broker, RabbitBroker):
             depths = await self._broker.queue_depths()
             depths["dead"] += backlog["dead"]
         else:
             depths = {"jobs": backlog["ready"], "retry": backlog["waiting"], "dead": backlog["dead"]}
         for queue, depth in depths.items():
-            metrics.JOB_QUEUE_DEPTH.labels(queue).set(depth)
+            _metrics().JOB_QUEUE_DEPTH.labels(queue).set(depth)
         return depths
 
     def start(self) -> None:

@@ -51,11 +51,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vedina import metrics
 from vedina.background import Background
 from vedina.storage.schema import scheduled_tasks, scheduler_leases
 
 log = logging.getLogger(__name__)
+
+
+def _metrics():
+    """vedina.metrics, imported on first use: prometheus_client picks its (multiprocess) mode when
+    imported, and `vedina serve` may import this module before it sets PROMETHEUS_MULTIPROC_DIR."""
+    from vedina import metrics
+
+    return metrics
 
 LEASE_NAME = "scheduler"
 EPOCH = datetime(1970, 1, 1)
@@ -268,7 +275,7 @@ class Scheduler:
             log.exception("periodic task failed", extra={"task": task.name, "tick": tick})
         finally:
             self._running.pop(task.name, None)
-            metrics.SCHEDULED_RUNS.labels(task.name, "failed" if error else "ok").inc()
+            _metrics().SCHEDULED_RUNS.labels(task.name, "failed" if error else "ok").inc()
         log.info("periodic task ran", extra={"task": task.name, "tick": tick,
                                              "seconds": round(time.perf_counter() - started, 3)})
         table = scheduled_tasks

@@ -3,6 +3,9 @@
 Changing a plan's terms (price, currency, period, screens, quality, trial)
 adds a version; subscriptions keep the version they bought until they change
 plan, so a price change never rewrites what a customer signed up for.
+
+The offer (the active plans) is a hot read -- every pricing page -- answered
+from a per-worker near cache; a plan change publishes ``billing:plans``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.errors import Conflict, NotFound
+from vedina.storage.invalidation import Invalidations
+from vedina.storage.near_cache import NearCache
 from vedina.storage.plans import TERMS, PlanRepository
+
+PLANS_KEY = "billing:plans"
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -47,18 +54,26 @@ def plan_of(row: dict[str, Any]) -> Plan:
 
 
 class PlanService:
-    def __init__(self, *, engine: AsyncEngine, plans: PlanRepository) -> None:
+    def __init__(self, *, engine: AsyncEngine, plans: PlanRepository, offer: NearCache,
+                 invalidations: Invalidations) -> None:
         self._engine = engine
         self._plans = plans
+        self._offer = offer
+        self._invalidations = invalidations
 
-    async def list(self, *, include_inactive: bool = False) -> PlanList:
-        return PlanList(items=[plan_of(r) for r in await self._plans.current(active_only=not include_inactive)])
+    async def list(self) -> PlanList:
+        """The active plans, cheapest first (from memory on a hit)."""
+        return await self._offer.get_or_load("active", (PLANS_KEY,), self._load_offer)
 
-    async def get(self, *, plan_id: int, include_inactive: bool = False) -> Plan:
-        row = await self._plans.get(plan_id)
-        if row is None or not (row["active"] or include_inactive):
+    async def _load_offer(self) -> PlanList:
+        return PlanList(items=[plan_of(r) for r in await self._plans.current(active_only=True)])
+
+    async def get(self, *, plan_id: int) -> Plan:
+        """An active plan (an inactive one is 404: it is not on offer)."""
+        found = next((plan for plan in (await self.list()).items if plan.id == plan_id), None)
+        if found is None:
             raise NotFound(f"Plan {plan_id} not found", details={"id": plan_id})
-        return plan_of(row)
+        return found
 
     async def create(self, *, code: str, name: str, tier: str, description: str, active: bool,
                      terms: dict[str, Any]) -> Plan:
@@ -70,6 +85,7 @@ class PlanService:
                 row = await self._plans.current_of(conn, plan_id)
         except IntegrityError:
             raise Conflict(f"A plan with code {code!r} exists", details={"field": "code"}) from None
+        await self._invalidations.publish(PLANS_KEY)
         return plan_of(row)
 
     async def update(self, *, plan_id: int, changes: dict[str, Any]) -> Plan:
@@ -85,4 +101,5 @@ class PlanService:
             if any(terms[name] != current[name] for name in TERMS):
                 await self._plans.add_version(conn, plan_id, terms)
             row = await self._plans.current_of(conn, plan_id)
+        await self._invalidations.publish(PLANS_KEY)
         return plan_of(row)

@@ -40,11 +40,18 @@ from typing import Any, Protocol
 
 import orjson
 
-from vedina import metrics
 from vedina.jobs.retry import RetryPolicies
 from vedina.storage.message_ledger import Busy, MessageLedger
 
 log = logging.getLogger(__name__)
+
+
+def _metrics():
+    """vedina.metrics, imported on first use: prometheus_client picks its (multiprocess) mode when
+    imported, and `vedina serve` may import this module before it sets PROMETHEUS_MULTIPROC_DIR."""
+    from vedina import metrics
+
+    return metrics
 
 OUTAGE_REQUEUE_DELAY = 1.0  # seconds before a job that met an outage goes back to the queue
 PUBLISH_TIMEOUT = 5.0  # seconds for a confirmed publish (or a ping) before the broker counts as down
@@ -53,6 +60,8 @@ ATTEMPTS_HEADER = "x-vedina-attempts"  # counted failures so far (absent: none)
 ERROR_HEADER = "x-vedina-error"  # the last failure, on retried and dead messages
 RETRY_LEVELS_MS = tuple(50 * 2**k for k in range(17))  # 50 ms .. 54.6 min
 RETRY_QUEUE_IDLE_MS = 60_000  # a retry queue unused for its delay plus this is deleted by RabbitMQ
+# A retry queue's arguments follow from its name (declare_retry): changing this constant or the
+# arguments needs new names, since RabbitMQ refuses to redeclare a queue with other arguments.
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -106,11 +115,14 @@ async def handle_once(ledger: MessageLedger | None, handler: JobHandler, topic: 
         await ledger.done(message_id)
         outcome = "ok"
         return True
+    except asyncio.CancelledError:
+        outcome = "cancelled"  # a worker stopping: the message goes back to the queue
+        raise
     except Exception as exc:
         outcome = "postponed" if is_outage(exc) else "failed"
         raise
     finally:
-        metrics.JOB_DURATION.labels(topic, outcome).observe(time.perf_counter() - started)
+        _metrics().JOB_DURATION.labels(topic, outcome).observe(time.perf_counter() - started)
 
 
 def retry_level_ms(delay: float) -> int:
@@ -363,11 +375,11 @@ class RabbitBroker:
                 await message.nack(requeue=True)
             return
         if target == self.dead_queue_name:
-            metrics.JOB_DEAD_LETTERS.labels(topic).inc()
+            _metrics().JOB_DEAD_LETTERS.labels(topic).inc()
             log.error("job dead-lettered", exc_info=exc,
                       extra={"message_id": message.message_id, "topic": topic, "attempts": failures})
         else:
-            metrics.JOB_RETRIES.labels(topic).inc()
+            _metrics().JOB_RETRIES.labels(topic).inc()
             log.warning("job failed; retried later",
                         extra={"message_id": message.message_id, "topic": topic, "attempts": failures, "queue": target})
         await message.ack()

@@ -29,7 +29,6 @@ import fcntl
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vedina import metrics
 from vedina.background import Background
 from vedina.jobs.retry import DEFAULT, RetryPolicies
 from vedina.storage.broker import Broker, BrokerUnavailable, is_outage
@@ -47,6 +45,14 @@ from vedina.storage.rows import plain
 from vedina.storage.schema import outbox
 
 log = logging.getLogger(__name__)
+
+
+def _metrics():
+    """vedina.metrics, imported on first use: prometheus_client picks its (multiprocess) mode when
+    imported, and `vedina serve` may import this module before it sets PROMETHEUS_MULTIPROC_DIR."""
+    from vedina import metrics
+
+    return metrics
 
 LEASE = timedelta(seconds=30)
 
@@ -174,11 +180,11 @@ class OutboxRelay:
         log.warning("outbox job failed", extra={"outbox_id": row["id"], "topic": row["topic"], "error": error[:300]})
         policy = self.policies.for_topic(row["topic"])
         if policy.exhausted(row["attempts"]):
-            metrics.JOB_DEAD_LETTERS.labels(row["topic"]).inc()
+            _metrics().JOB_DEAD_LETTERS.labels(row["topic"]).inc()
             log.error("job dead-lettered in the outbox", extra={"outbox_id": row["id"], "topic": row["topic"]})
             retry_at = None
         else:
-            metrics.JOB_RETRIES.labels(row["topic"]).inc()
+            _metrics().JOB_RETRIES.labels(row["topic"]).inc()
             retry_at = precise_utcnow() + timedelta(seconds=policy.delay(row["attempts"]))
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -232,20 +238,15 @@ class RelayLoop:
     """The outbox relay of a host, in the background of whichever process holds the
     host's relay lock (the others stand by and take over within ``interval`` if it
     exits). While the broker is down it backs off, up to ``max_backoff`` seconds,
-    and counts nothing against the messages.
-
-    ``chores`` run after each pass on the lock holder (e.g. sweeping expired rows).
+    and counts nothing against the messages. (Periodic work such as sweeps runs on
+    the scheduler: vedina.jobs.scheduler.)
     """
 
-    def __init__(
-        self, relay: OutboxRelay, lock: HostLock, *, interval: float = 1.0, max_backoff: float = 5.0,
-        chores: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, relay: OutboxRelay, lock: HostLock, *, interval: float = 1.0, max_backoff: float = 5.0) -> None:
         self.relay = relay
         self.lock = lock
         self.interval = interval
         self.max_backoff = max_backoff
-        self._chores = chores
         self._task = Background("outbox relay")
 
     def start(self) -> None:
@@ -273,9 +274,4 @@ class RelayLoop:
             return min(delay * 2, self.max_backoff)
         except Exception:
             log.exception("outbox relay pass failed")
-        try:
-            if self._chores is not None:
-                await self._chores()
-        except Exception:
-            log.exception("background chores failed")
         return self.interval
