@@ -354,7 +354,7 @@ def live_data(tmp_path_factory) -> Iterator:
     yield get
     for worker in workers:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=10)
+        worker.wait(timeout=60)  # it finishes the jobs in hand first
 
 
 @contextmanager

@@ -23,7 +23,8 @@ Vedina's ``/api/auth/login`` is accepted by the peer too.
 Vedina and the peer are driven by ``wrk --latency`` (each run after a short
 warm-up) on ``/api/movies/1`` anonymous and with the bearer token,
 ``/api/movies?limit=20`` anonymous and ``/api/users/me`` with the bearer
-token, plus ``/health`` on Vedina; then Vedina's cached reads (the movie and
+token, plus ``/health``, the catalog, viewer, playback and billing reads on Vedina
+(the bench user subscribes to a demo plan through ``vedina provider-sim``); then Vedina's cached reads (the movie and
 the page) again at 64 connections, for their p99. The bare app answers every
 path alike, so it is driven once at each connection count. Before its wrk
 runs, each Vedina and peer server also gets the "cache miss" test: 100 movies
@@ -65,7 +66,14 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benches.load.bench_media import process, run_wrk, wait_http  # noqa: E402
-from tests.conftest import VEDINA, free_port, profile_env, reset_database, run_cli  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    VEDINA,
+    free_port,
+    profile_env,
+    reset_database,
+    run_cli,
+    session_provider_sim,
+)
 from vedina.config import Settings, load_settings  # noqa: E402
 from vedina.storage.clock import utcnow  # noqa: E402
 from vedina.storage.database import create_engine  # noqa: E402
@@ -114,7 +122,14 @@ PROGRESS = Endpoint("GET /api/movies/1/progress +bearer", "/api/movies/1/progres
 CONTINUE = Endpoint("GET /api/users/me/continue-watching +bearer", "/api/users/me/continue-watching", bearer=True)
 PLAYBACK = Endpoint("GET /api/movies/1/playback +bearer", "/api/movies/1/playback?device_id=bench", bearer=True)
 CATALOG_ENDPOINTS = [SEARCH, SEARCH_BEARER, GENRE, MOVIE_PROFILE, PROFILES_LIST, PROGRESS, CONTINUE, PLAYBACK]
-VEDINA_ENDPOINTS = [HEALTH, *PEER_ENDPOINTS, *CATALOG_ENDPOINTS]
+PLANS = Endpoint("GET /api/plans", "/api/plans")
+PLANS_BEARER = Endpoint("GET /api/plans +bearer", "/api/plans", bearer=True)
+SUBSCRIPTION = Endpoint("GET /api/subscriptions/current +bearer", "/api/subscriptions/current", bearer=True)
+PAYMENTS = Endpoint("GET /api/payments +bearer", "/api/payments", bearer=True)
+BILLING_ENDPOINTS = [PLANS, PLANS_BEARER, SUBSCRIPTION, PAYMENTS]
+VEDINA_ENDPOINTS = [HEALTH, *PEER_ENDPOINTS, *CATALOG_ENDPOINTS, *BILLING_ENDPOINTS]
+# --only billing: the billing reads next to the references they are judged by (no peer run).
+BILLING_RUN = [HEALTH, MOVIE_BEARER, ME, PLAYBACK, *BILLING_ENDPOINTS]
 CACHED_READS = [MOVIE, MOVIE_BEARER, LIST]  # Vedina answers these from memory once warm
 ANY = Endpoint("GET /health (any path)", "/health")  # the bare app answers every request alike
 
@@ -284,6 +299,10 @@ class Bench:
         with httpx.Client(base_url=base_url, timeout=30, headers={"authorization": f"Bearer {token}"}) as client:
             kid = client.post("/api/profiles", json={"name": "Kid", "max_age_rating": "PG"})
             kid.raise_for_status()
+            # A paid subscription (a demo plan, the simulator's test card): playback's plan comes from it.
+            premium = next(p for p in client.get("/api/plans").json()["items"] if p["code"] == "premium-monthly")
+            client.post("/api/subscriptions", json={"plan_id": premium["id"], "payment_method": "pm_card_visa"},
+                        headers={"idempotency-key": secrets.token_hex(16)}).raise_for_status()
             client.put("/api/movies/1/progress", json={"position_seconds": 60, "duration_seconds": 480})
         with_profile = self.root / f"profile-{profile}.lua"
         with_profile.write_text(PROFILE_GET.format(token=token, profile=kid.json()["id"]))
@@ -322,6 +341,9 @@ class Bench:
             self.use_token(sign_in(base_url), profile, base_url)
             self.misses[target] = first_reads_ms(base_url, miss_ids)
             print(f"  {target:<17} first read of a movie, median {self.misses[target]:.2f} ms", flush=True)
+            if self.args.only == "billing":
+                self.drive(target, base_url, BILLING_RUN, self.args.connections)
+                return
             self.drive(target, base_url, VEDINA_ENDPOINTS, self.args.connections)
             self.drive(target, base_url, CACHED_READS, HIGH_CONNECTIONS)
 
@@ -336,6 +358,8 @@ class Bench:
         env = bench_env(profile, self.root / profile, jwt_keys)
         miss_ids = prepare(profile, env)[-MISS_READS:]
         self.vedina(profile, env, miss_ids)
+        if self.args.only == "billing":
+            return
         self.peer(profile, env, miss_ids)  # right after: the bench user's access token lives 15 minutes
 
 
@@ -389,12 +413,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="bare/Vedina alternations per figure (median kept)")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated: embedded, real")
+    parser.add_argument("--only", choices=["all", "billing"], default="all",
+                        help="billing: the billing reads and their references only, no peer")
     args = parser.parse_args()
     args.profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
     if not args.profiles or set(args.profiles) - set(PROFILES):
         parser.error(f"--profiles must name some of {', '.join(PROFILES)}")
     args.warmup = 2 if args.seconds >= 4 else 1
     return args
+
+
+@contextmanager
+def provider_simulator() -> Iterator[None]:
+    """The payment simulator profile_env points servers at, stopped on the way out."""
+    sim = session_provider_sim()
+    try:
+        yield
+    finally:
+        sim.stop()
 
 
 def main() -> int:
@@ -407,7 +443,7 @@ def main() -> int:
     jwt_keys = "bench:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s (+{args.warmup}s warm-up), "
           f"2 workers each, 127.0.0.1; profiles: {', '.join(args.profiles)}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="vedina-bench-api-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vedina-bench-api-") as tmp, provider_simulator():
         bench = Bench(args, Path(tmp))
         with server("bare", BARE_COMMAND, {}, bench.root) as bench.bare_url:
             bench.bare(BARE_TARGETS[0])
@@ -417,8 +453,9 @@ def main() -> int:
     print("\nresults")
     for (target, endpoint), result in bench.results.items():
         print(row(target, endpoint, result))
-    print("\naims")
-    print("\n".join(aims(bench, args.profiles)))
+    if args.only == "all":
+        print("\naims")
+        print("\n".join(aims(bench, args.profiles)))
     return 0
 
 

@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(settings.log_level)
     if args.command == "serve":
-        from vedina.http.serve import serve_granian, serve_robyn
+        from vedina.http.serve import prepare_multiprocess_dir, serve_granian, serve_robyn
+
+        # First, before anything imports prometheus_client (the simulator's helpers reach the
+        # storage modules): it picks its multiprocess mode at import.
+        prepare_multiprocess_dir(settings.data_dir, settings.port)
         from vedina.provider_sim.child import provider_sim_for
 
         with provider_sim_for(settings):

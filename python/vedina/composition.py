@@ -217,6 +217,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         invalidations=invalidations, past_due_grace=timedelta(days=settings.past_due_grace_days),
         retry_every=timedelta(hours=settings.billing_retry_hours),
         incomplete_expire=timedelta(hours=settings.incomplete_expire_hours),
+        answers=near("subscriptions", ENTITLEMENT_TTL),
     )
     entitlements = Entitlements(
         subscriptions=subscription_rows, plans=plan_rows, cache=near("entitlements", ENTITLEMENT_TTL),

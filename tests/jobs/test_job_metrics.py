@@ -17,7 +17,7 @@ def test_metrics_show_queue_depths_and_the_outbox_backlog(live_servers, profile)
     if profile == "embedded":
         wanted.append('vedina_scheduled_task_runs_total{outcome="ok",task="uploads.sweep"}')
     with httpx.Client(base_url=live.base_url, timeout=10) as http:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 40
         while not all(name in (text := http.get("/metrics").text) for name in wanted):
             assert time.monotonic() < deadline, text[-2000:]
             time.sleep(0.3)

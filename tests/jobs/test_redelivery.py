@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.jobs.media_helpers import add_video, asset_row, children, outbox_rows, place
-from vedina.jobs import mail, media_probe, media_transcode, webhook_received
+from vedina.jobs import billing_mail, mail, media_probe, media_transcode, webhook_received
 from vedina.storage.broker import InProcessBroker, RabbitBroker
 from vedina.storage.clock import utcnow
 from vedina.storage.outbox import enqueue
@@ -98,6 +98,51 @@ async def webhook_sample(services, media_dir: Path, clips) -> Check:
                 sa.select(webhook_events.c.processed_at).where(webhook_events.c.id == row_id)
             )).scalar_one()
         assert processed is not None
+
+    return check
+
+
+async def _subscribed(services) -> tuple[str, int]:
+    """A paid subscription (the session's payment simulator): one receipt and one notice queued."""
+    from tests.billing.conftest import make_plans, new_account
+
+    plans = await make_plans(services)
+    user_id, email = await new_account(services)
+    subscription, _ = await services.subscriptions.subscribe(user_id=user_id, email=email, plan_id=plans["basic"],
+                                                             payment_method="pm_card_visa")
+    return email, subscription.latest_payment.id
+
+
+async def _publish_all(engine, topic: str) -> None:
+    """Mark every queued job of ``topic`` handled elsewhere (each sample leaves one job of its own topic)."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(outbox).where(outbox.c.topic == topic, outbox.c.published_at.is_(None))
+                           .values(published_at=utcnow()))
+
+
+def _mails_to(services, email: str, subject: str) -> list[Path]:
+    folder = Path(services.settings.data_dir, "mail")
+    return [p for p in folder.glob("*.eml") if email in (text := p.read_text(errors="replace")) and subject in text]
+
+
+@sample(billing_mail.RECEIPT_TOPIC)
+async def receipt_sample(services, media_dir: Path, clips) -> Check:
+    email, payment_id = await _subscribed(services)
+    await _publish_all(services.resources.engine, billing_mail.NOTICE_TOPIC)
+
+    async def check() -> None:
+        assert len(_mails_to(services, email, f"receipt #{payment_id}")) == 1
+
+    return check
+
+
+@sample(billing_mail.NOTICE_TOPIC)
+async def notice_sample(services, media_dir: Path, clips) -> Check:
+    email, _ = await _subscribed(services)
+    await _publish_all(services.resources.engine, billing_mail.RECEIPT_TOPIC)
+
+    async def check() -> None:
+        assert len(_mails_to(services, email, "subscription is active")) == 1
 
     return check
 

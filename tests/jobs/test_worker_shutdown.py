@@ -20,9 +20,10 @@ from vedina.storage.message_ledger import MessageLedger
 from vedina.storage.outbox import enqueue
 from vedina.storage.schema import handled_messages, outbox
 
-pytestmark = pytest.mark.parametrize("profile", ["real"])
+REAL = pytest.mark.parametrize("profile", ["real"])
 
 
+@REAL
 async def test_sigterm_lets_the_job_in_hand_finish_once_and_loses_nothing(profile, services, media_dir, clips, tmp_path):
     require_profile("real")
     settings, engine, rabbit = services.settings, services.resources.engine, services.resources.broker
@@ -67,6 +68,7 @@ async def test_sigterm_lets_the_job_in_hand_finish_once_and_loses_nothing(profil
     assert "finishing the jobs in hand" in log.read_text()
 
 
+@REAL
 async def test_a_job_still_running_after_the_grace_period_goes_back_to_the_queue(profile, resources):
     require_profile("real")
     rabbit, started, finished = resources.broker, asyncio.Event(), []
@@ -93,3 +95,29 @@ async def test_a_job_still_running_after_the_grace_period_goes_back_to_the_queue
     stop.clear()
     await asyncio.wait_for(rabbit.consume({"test.slow": quick}, stop=stop), 10)
     assert finished == [{"n": 1}] and await rabbit.queue_depths() == {"jobs": 0, "retry": 0, "dead": 0}
+
+
+@pytest.mark.parametrize("profile", ["embedded"])
+async def test_an_in_process_job_in_hand_finishes_when_its_process_stops(profile, resources, tmp_path):
+    """Embedded: jobs run inside the relay's batch; closing the relay lets the batch finish."""
+    from vedina.storage.broker import InProcessBroker
+    from vedina.storage.outbox import HostLock, OutboxRelay, RelayLoop
+
+    started, finished = asyncio.Event(), []
+
+    async def slow(payload):
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(payload)
+
+    loop = RelayLoop(OutboxRelay(resources.engine, InProcessBroker({"test.slow": slow})),
+                     HostLock(tmp_path / "relay.lock"), interval=0.05)
+    async with resources.engine.begin() as conn:
+        await enqueue(conn, topic="test.slow", payload={"n": 1})
+    loop.start()
+    await asyncio.wait_for(started.wait(), 10)
+    await loop.close(grace=10)
+    assert finished == [{"n": 1}]
+    async with resources.engine.connect() as conn:
+        row = (await conn.execute(sa.select(outbox.c.published_at, outbox.c.attempts))).one()
+    assert row.published_at is not None and row.attempts == 1

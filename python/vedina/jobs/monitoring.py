@@ -62,8 +62,10 @@ class JobGauges:
 
     async def _loop(self) -> None:
         while True:
+            delay = self.interval
             try:
                 await self.refresh()
-            except Exception as exc:  # an outage: the gauges keep their last values
+            except Exception as exc:  # an outage: the gauges keep their last values; try again soon
                 log.warning("job gauges not refreshed", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
-            await asyncio.sleep(self.interval)
+                delay = min(self.interval, 2.0)
+            await asyncio.sleep(delay)

@@ -172,7 +172,7 @@ class Lease:
 class Scheduler:
     def __init__(
         self, engine: AsyncEngine, tasks: list[PeriodicTask], *, lease: Lease | None = None,
-        clock: Clock = system_clock, poll_seconds: float = 1.0, grace: float = 30.0,
+        clock: Clock = system_clock, poll_seconds: float = 1.0, grace: float = 5.0,
     ) -> None:
         names = [task.name for task in tasks]
         if len(set(names)) != len(names) or any(len(name) > 64 for name in names):

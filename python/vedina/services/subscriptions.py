@@ -42,8 +42,9 @@ from vedina.errors import Conflict, NotFound, PaymentDeclined, ValidationFailed
 from vedina.services.billing_rules import add_period, is_upgrade, prorate
 from vedina.services.entitlements import billing_key
 from vedina.services.payments import PaymentPublic, PaymentService, new_provider_key, public_payment
-from vedina.services.plans import Plan, plan_of
+from vedina.services.plans import PLANS_KEY, Plan, plan_of
 from vedina.storage.invalidation import Invalidations
+from vedina.storage.near_cache import NearCache
 from vedina.storage.outbox import enqueue
 from vedina.storage.payments import DuplicateCharge, PaymentRepository
 from vedina.storage.plans import PlanRepository
@@ -123,7 +124,7 @@ class SubscriptionService:
         self, *, engine: AsyncEngine, subscriptions: SubscriptionRepository, plans: PlanRepository,
         payments: PaymentService, payment_rows: PaymentRepository, invalidations: Invalidations,
         past_due_grace: timedelta, retry_every: timedelta, incomplete_expire: timedelta,
-        clock: Callable[[], float] = time.time,
+        answers: NearCache | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._subscriptions = subscriptions
@@ -134,6 +135,7 @@ class SubscriptionService:
         self._past_due_grace = past_due_grace
         self._retry_every = retry_every
         self._incomplete_expire = incomplete_expire
+        self._answers = answers  # the live subscription per account (every billing write invalidates it)
         self.clock = clock  # injectable: tests move time
         payments.on_settled(self.payment_settled)
 
@@ -474,10 +476,20 @@ class SubscriptionService:
         return await self._public(row)
 
     async def current(self, *, user_id: int) -> SubscriptionPublic:
-        row = await self._subscriptions.live_of(user_id)
-        if row is None:
+        """The live subscription (from memory on a hit: every billing write of the account, and
+        every plan change, invalidates it)."""
+        if self._answers is None:
+            found = await self._load_current(user_id)
+        else:
+            found = await self._answers.get_or_load(
+                f"current:{user_id}", (billing_key(user_id), PLANS_KEY), lambda: self._load_current(user_id))
+        if found is None:
             raise NotFound("The account has no subscription")
-        return await self._public(row)
+        return found
+
+    async def _load_current(self, user_id: int) -> SubscriptionPublic | None:
+        row = await self._subscriptions.live_of(user_id)
+        return None if row is None else await self._public(row)
 
     async def list(self, *, user_id: int) -> SubscriptionList:
         return SubscriptionList(items=[await self._public(r) for r in await self._subscriptions.of_user(user_id)])

@@ -240,6 +240,9 @@ class RelayLoop:
     exits). While the broker is down it backs off, up to ``max_backoff`` seconds,
     and counts nothing against the messages. (Periodic work such as sweeps runs on
     the scheduler: vedina.jobs.scheduler.)
+
+    ``close`` lets the batch in hand finish (in-process, that is the jobs running
+    in it), up to ``grace`` seconds, before it stops the loop.
     """
 
     def __init__(self, relay: OutboxRelay, lock: HostLock, *, interval: float = 1.0, max_backoff: float = 5.0) -> None:
@@ -248,25 +251,38 @@ class RelayLoop:
         self.interval = interval
         self.max_backoff = max_backoff
         self._task = Background("outbox relay")
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def start(self) -> None:
         self._task.start(self._run)
 
-    async def close(self) -> None:
+    async def close(self, *, grace: float = 30.0) -> None:
+        self._closing = True
+        if self._task.running:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                log.warning("outbox relay stopped mid-batch: its rows are relayed again after their lease")
         await self._task.stop()
         self.lock.release()
 
     async def _run(self) -> None:
         delay = self.interval
-        while True:
+        while not self._closing:
             if self.lock.try_acquire():
-                delay = await self._pass(delay)
+                self._idle.clear()
+                try:
+                    delay = await self._pass(delay)
+                finally:
+                    self._idle.set()
             await asyncio.sleep(delay)
 
     async def _pass(self, delay: float) -> float:
         """One pass; returns how long to wait before the next."""
         try:
-            while await self.relay.relay_once():
+            while not self._closing and await self.relay.relay_once():
                 pass
         except BrokerUnavailable as exc:
             if delay == self.interval:
