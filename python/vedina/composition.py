@@ -237,7 +237,8 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         token_keys=token_keys,
         sessions=sessions,
         accounts=AccountService(
-            engine=engine, users=users, sessions=sessions, auth_state=auth_state, profiles=near("profiles", PROFILE_TTL)
+            engine=engine, users=users, sessions=sessions, auth_state=auth_state, profiles=near("profiles", PROFILE_TTL),
+            on_closed=subscriptions.account_closed,
         ),
         api_keys=api_keys,
         authenticator=Authenticator(

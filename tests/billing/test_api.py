@@ -250,3 +250,38 @@ def test_guarded_billing_routes_refuse_anonymous_callers(site):
                              ("GET", "/api/payments"), ("GET", "/api/payments/1"), ("POST", "/api/payments/1/refunds"),
                              ("POST", "/api/plans"), ("PATCH", "/api/plans/1")]:
             assert http.request(method, path, headers=key()).status_code == 401, (method, path)
+
+
+def test_a_plan_s_quality_holds_for_signed_urls_and_for_credentials(site, provider_sim):
+    """A 240p plan is offered the 240p renditions only, and its credentials cannot fetch a
+    1080p rendition of the movie it is watching either."""
+    from vedina.storage.schema import media_assets
+
+    plan = new_plan(site, "premium", max_height=240)
+    movie = site.new_movie(plan_tier="premium")
+
+    async def add_hd(conn):
+        source = (await conn.execute(sa.select(media_assets).where(media_assets.c.id == movie["video"]))).mappings().one()
+        copy = {k: v for k, v in source.items() if k not in ("id", "parent_id")}
+        result = await conn.execute(sa.insert(media_assets).values(**{**copy, "kind": "rendition", "label": "1080p",
+                                                                       "height": 1080, "width": 1920}))
+        return result.inserted_primary_key[0]
+
+    hd = site.run(add_hd)
+    with site.client(site.user()) as http:
+        assert http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                         headers=key()).status_code == 201
+        started = http.get(f"/api/movies/{movie['id']}/playback")
+        assert started.status_code == 200, started.text
+        offered = {r["asset_id"]: r["height"] for r in started.json()["renditions"]}
+        assert hd not in offered and offered and all(h <= 240 for h in offered.values())
+        assert http.get(f"/api/media/{movie['video']}", headers={"range": "bytes=0-9"}).status_code == 206
+        above = http.get(f"/api/media/{hd}", headers={"range": "bytes=0-9"})
+        assert above.status_code == 403 and above.json()["error"]["code"] == "plan_required"
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1", "0", "1.5", "²", "99999999999999999999", "1 OR 1=1"])
+def test_a_bad_payments_cursor_is_422(site, cursor):
+    with site.client(site.user()) as http:
+        answer = http.get("/api/payments", params={"cursor": cursor})
+        assert answer.status_code == 422 and answer.json()["error"]["details"]["field"] == "cursor"

@@ -355,3 +355,135 @@ async def test_the_demo_plans_are_added_once(billing):
     offered = {plan.code: plan for plan in (await billing.plans.list()).items}
     assert first in (0, len(DEMO_PLANS)) and all(plan["code"] in offered for plan in DEMO_PLANS)
     assert offered["standard-monthly"].trial_days == 7 and offered["premium-monthly"].tier == "premium"
+
+
+# -- the review's cases: late, concurrent and stuck settlements ------------------------------
+
+
+async def test_a_renewal_that_succeeds_after_the_subscription_was_cancelled_is_refunded(billing, provider_sim):
+    user_id, plans, subscription, _ = await subscribed(billing, "basic")
+    billing.clock.advance(days=32)
+    provider_sim.control.behave(processing=True, settle_after_seconds=None, hold_events=True)
+    await billing.subscriptions.renew_due()
+    renewal = (await payment_rows(billing, user_id))[-1]
+    assert renewal["purpose"] == "renewal" and renewal["status"] == "processing"
+    await billing.subscriptions.cancel(user_id=user_id, at_once=True)
+    provider_sim.control.settle(renewal["intent_id"], "succeeded")
+    await billing.payments.apply_intent(await billing.payments.provider.retrieve_intent(renewal["intent_id"]))
+    paid = await billing.payments.get(payment_id=renewal["id"])
+    assert paid.status == "succeeded" and paid.refunded_minor == 999
+    after = await billing.subscriptions.get(subscription_id=subscription.id)
+    assert after.status == "canceled" and after.current_period_end == subscription.current_period_end
+
+
+async def test_a_second_upgrade_waits_for_the_first_and_a_late_upgrade_after_a_renewal_is_refunded(billing,
+                                                                                                      provider_sim):
+    user_id, plans, subscription, _ = await subscribed(billing, "basic")
+    billing.clock.advance(days=10)
+    provider_sim.control.behave(processing=True, settle_after_seconds=None, hold_events=True)
+    pending, settled = await billing.subscriptions.change_plan(user_id=user_id, plan_id=plans["premium"])
+    assert not settled and pending.plan.tier == "basic"
+    with pytest.raises(Conflict) as busy:
+        await billing.subscriptions.change_plan(user_id=user_id, plan_id=plans["standard"])
+    assert busy.value.code == "plan_change_in_progress"
+    upgrade = (await payment_rows(billing, user_id))[-1]
+    provider_sim.control.behave(processing=False)
+    billing.clock.advance(days=22)
+    await billing.subscriptions.renew_due()  # the next period at the basic price comes first
+    provider_sim.control.settle(upgrade["intent_id"], "succeeded")
+    await billing.payments.apply_intent(await billing.payments.provider.retrieve_intent(upgrade["intent_id"]))
+    late = await billing.payments.get(payment_id=upgrade["id"])
+    assert late.status == "succeeded" and late.refunded_minor == late.amount_minor
+    assert (await billing.subscriptions.get(subscription_id=subscription.id)).plan.tier == "basic"
+
+
+async def test_changing_the_billing_period_waits_for_the_period_end_without_a_charge(billing, provider_sim):
+    user_id, plans, subscription, _ = await subscribed(billing, "basic")
+    yearly = await billing.plans.create(code=f"premium-yearly-{uuid.uuid4().hex[:6]}", name="Premium yearly",
+                                        tier="premium", description="", active=True, terms={
+                                            "price_minor": 19_900, "currency": "usd", "billing_period": "year",
+                                            "screens": 4, "max_height": 2160, "trial_days": 0})
+    scheduled, _ = await billing.subscriptions.change_plan(user_id=user_id, plan_id=yearly.id)
+    assert scheduled.plan.tier == "basic" and scheduled.pending_plan.billing_period == "year"
+    assert [c["amount"] for c in provider_sim.control.charges()] == [999]
+
+
+async def test_reconciliation_goes_on_past_a_payment_it_cannot_settle(billing, provider_sim):
+    provider_sim.control.behave(processing=True, settle_after_seconds=None, hold_events=True)
+    first_user, plans, broken, _ = await subscribed(billing, "basic")
+    second_user, email = await new_account(billing)
+    healthy, _ = await billing.subscriptions.subscribe(user_id=second_user, email=email, plan_id=plans["basic"],
+                                                       payment_method="pm_card_visa")
+    async with billing.resources.engine.begin() as conn:  # an intent the provider does not know (any more)
+        await conn.execute(sa.update(payments).where(payments.c.id == broken.latest_payment.id)
+                           .values(intent_id=f"pi_gone_{uuid.uuid4().hex[:8]}"))
+    intent_id = (await payment_rows(billing, second_user))[0]["intent_id"]
+    provider_sim.control.settle(intent_id, "succeeded")
+    assert await billing.payments.reconcile(now=_later(minutes=2)) == 2
+    assert (await billing.subscriptions.get(subscription_id=healthy.id)).status == "active"
+    assert (await billing.subscriptions.get(subscription_id=broken.id)).status == "incomplete"
+
+
+async def test_subscriptions_waiting_for_a_retry_do_not_hold_back_due_renewals(billing, provider_sim):
+    plans = await make_plans(billing)
+    waiting = []
+    for _ in range(3):
+        user_id, email = await new_account(billing)
+        waiting.append((await billing.subscriptions.subscribe(user_id=user_id, email=email, plan_id=plans["basic"],
+                                                              payment_method="pm_card_visa"))[0])
+    billing.clock.advance(days=32)
+    provider_sim.control.behave(decline_next=3)
+    await billing.subscriptions.renew_due()  # all three past due, their retries not due yet
+    billing.clock.advance(days=-31.5)  # a subscription that started half a day after the others
+    late_user, email = await new_account(billing)
+    late, _ = await billing.subscriptions.subscribe(user_id=late_user, email=email, plan_id=plans["basic"],
+                                                    payment_method="pm_card_visa")
+    billing.clock.advance(days=31.6)  # its period has ended; the others' retries are due a day after they failed
+    assert await billing.subscriptions.renew_due(limit=2) == 1  # pages of two: the late one is still reached
+    assert (await billing.subscriptions.get(subscription_id=late.id)).current_period_start == late.current_period_end
+
+
+async def test_a_deleted_account_s_subscription_ends_and_is_never_charged_again(billing, provider_sim):
+    user_id, plans, subscription, _ = await subscribed(billing, "premium")
+    await billing.accounts.delete(user_id=user_id, erase=False)
+    ended = await billing.subscriptions.get(subscription_id=subscription.id)
+    assert ended.status == "canceled" and (await history(billing, subscription.id))[-1] == "canceled"
+    billing.clock.advance(days=32)
+    assert await billing.subscriptions.renew_due() == 0
+    assert len(provider_sim.control.charges()) == 1
+
+
+async def test_a_refund_finished_twice_counts_once(billing, provider_sim):
+    provider_sim.control.behave(hold_events=True)
+    user_id, plans, subscription, _ = await subscribed(billing, "standard")
+    payment_id = subscription.latest_payment.id
+    async with billing.resources.engine.begin() as conn:
+        payment = await billing.payments._payments.get(conn, payment_id)
+        refund_id = await billing.payments._payments.reserve_refund(conn, payment, amount=400, reason="x",
+                                                                    actor_id=None, provider_key="k-" + uuid.uuid4().hex)
+    await asyncio.gather(*[billing.payments.finish_refund(refund_id, succeeded=True, provider_refund_id="re_1")
+                           for _ in range(3)])
+    done = await billing.payments.get(payment_id=payment_id)
+    assert done.refunded_minor == 400
+    async with billing.resources.engine.connect() as conn:
+        in_flight = (await conn.execute(sa.select(payments.c.refunding_minor).where(payments.c.id == payment_id))).scalar()
+    assert in_flight == 0
+
+
+async def test_an_idempotency_key_left_running_by_a_dead_process_is_taken_over(billing):
+    from datetime import timedelta
+
+    from vedina.storage.schema import idempotency_keys
+
+    owner, key = f"user:{uuid.uuid4().int % 10**9}", uuid.uuid4().hex
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(sa.insert(idempotency_keys).values(
+            owner=owner, key=key, request_hash="h" * 64, state="running", created_at=utcnow() - timedelta(minutes=6),
+            expires_at=utcnow() + timedelta(hours=18)))
+
+    async def call():
+        return 201, b'{"ok":true}'
+
+    answer, replayed = await billing.idempotency.run(owner=owner, key=key, fingerprint="h" * 64, call=call,
+                                                     encode=lambda body: b"")
+    assert answer == (201, b'{"ok":true}') and not replayed

@@ -35,6 +35,7 @@ from vedina.http.middleware import request_id_of
 from vedina.http.responses import apply_standard_headers
 from vedina.security.playback_tokens import QUERY_PARAMETER
 from vedina.services.media import MediaFile
+from vedina.services.playback import within_plan
 from vedina.state import AppState
 
 # Players re-request the same ranges while seeking: let the client cache, but
@@ -75,8 +76,11 @@ async def authorize(request: Request, state: AppState, asset_id: int) -> MediaFi
         raise refusal or Forbidden("Streaming needs a user account with catalog:read")
     media = await services.media.locate(asset_id=asset_id)
     user_id = int(principal.subject)
-    await services.playback.check_viewer(user_id=user_id, audience=await audience_of(request, state),
-                                         movie_id=media.movie_id)
+    entitlement = await services.playback.check_viewer(user_id=user_id, audience=await audience_of(request, state),
+                                                       movie_id=media.movie_id)
+    if not within_plan(media.kind, media.height, entitlement.max_height) and "catalog:write" not in principal.permissions:
+        raise refusal or Refused("plan_required", f"This rendition is above the plan's {entitlement.max_height}p",
+                                 details={"max_height": entitlement.max_height})
     # Editors preview anything they may see; a viewer streams a movie they are watching, so that
     # credentials cannot get round the concurrent-stream limit.
     if "catalog:write" not in principal.permissions and not await services.playback.watching(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
@@ -15,6 +16,7 @@ from vedina.http.idempotency import idempotent
 from vedina.http.responses import json_response
 from vedina.state import AppState
 
+_CURSOR = re.compile(r"[1-9][0-9]{0,17}")  # a payment id, as next_cursor gives it
 Amount = Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]  # integer minor units
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -39,7 +41,7 @@ def register(router: SubRouter, state: AppState) -> None:
     async def list_payments(request: Request):
         """``?cursor=`` from ``next_cursor`` for the next page; ``?limit=`` 1-100."""
         raw = request.query_params.get("cursor", None)
-        if raw is not None and not raw.isdigit():
+        if raw is not None and not _CURSOR.fullmatch(raw):
             raise ValidationFailed("cursor must come from next_cursor", details={"field": "cursor"})
         page = await state.services.payments.history(
             user_id=me_id(request), before_id=int(raw) if raw else None,

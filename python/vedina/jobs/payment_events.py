@@ -52,9 +52,10 @@ def processors(*, provider: str, payments: PaymentService) -> dict[tuple[str, st
         for refund in _refunds_in(event["event_type"], data):
             raw = str((refund.get("metadata") or {}).get("vedina_refund_id", ""))
             status = refund.get("status")
-            if raw.isdigit() and status in ("succeeded", "failed", "canceled"):
+            if raw.isdigit() and len(raw) < 19 and status in ("succeeded", "failed", "canceled"):
                 await payments.finish_refund(int(raw), succeeded=status == "succeeded",
-                                             provider_refund_id=refund.get("id"))
+                                             provider_refund_id=refund.get("id"),
+                                             intent_id=refund.get("payment_intent") or data.get("payment_intent"))
 
     table: dict[tuple[str, str], Any] = {(provider, name): on_intent for name in INTENT_EVENTS}
     table.update({(provider, name): on_refund for name in REFUND_EVENTS})

@@ -8,6 +8,7 @@ job creates the token when it sends (see vedina.jobs.mail).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import msgspec
@@ -67,9 +68,10 @@ def _public(row: dict) -> UserPublic:
 class AccountService:
     def __init__(
         self, *, engine: AsyncEngine, users: UserRepository, sessions: SessionService, auth_state: AuthState,
-        profiles: NearCache[UserPublic],
+        profiles: NearCache[UserPublic], on_closed: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
+        self._on_closed = on_closed  # what else ends with an account (its subscription: no charge after)
         self._users = users
         self._sessions = sessions
         self._state = auth_state
@@ -126,6 +128,8 @@ class AccountService:
         if not await self._change_state(user_id, **values):
             raise NotFound("No such user", details={"id": user_id})
         await self._sessions.revoke_all(user_id=user_id)
+        if self._on_closed is not None:
+            await self._on_closed(user_id)
 
     async def change_password(self, *, user_id: int, current_password: str, new_password: str, keep_family: str) -> None:
         """Other sessions end; the one that made the change stays logged in."""

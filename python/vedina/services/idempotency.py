@@ -25,6 +25,9 @@ from vedina.storage.clock import utcnow
 from vedina.storage.idempotency_keys import IdempotencyKeyRepository
 
 TTL = timedelta(hours=24)
+# A request still "running" after this long died with its process (no request runs this long:
+# provider calls time out well before): its key is taken over, so a retry is not refused for 24 h.
+STALE = timedelta(minutes=5)
 WAIT = 15.0  # seconds a repeat waits for the first request's answer
 POLL = 0.05
 
@@ -87,6 +90,9 @@ class IdempotencyService:
                 )
             if row["state"] == "done":
                 return row["response_status"], row["response_body"]
+            if row["created_at"] <= utcnow() - STALE:
+                await self._keys.drop_stale(owner=owner, key=key, created_at=row["created_at"])
+                return None
             if asyncio.get_running_loop().time() >= deadline:
                 raise Conflict("A request with this Idempotency-Key is in progress", code="idempotency_key_in_use")
             await asyncio.sleep(POLL)

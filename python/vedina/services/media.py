@@ -51,6 +51,8 @@ class MediaFile:
     relative_path: str  # POSIX, relative to the media root
     content_type: str
     stat: os.stat_result
+    kind: str = "video"
+    height: int | None = None  # a video's frame height (None: not probed): a plan's best quality is checked against it
 
 
 def content_type_for(path: str, stored: str | None) -> str:
@@ -65,6 +67,8 @@ class _Location:
     relative_path: str
     content_type: str
     movie_id: int
+    kind: str
+    height: int | None
 
 
 def asset_key(asset_id: int) -> str:
@@ -89,6 +93,7 @@ class MediaService:
         return MediaFile(
             asset_id=asset_id, movie_id=location.movie_id, path=location.path,
             relative_path=location.relative_path, content_type=location.content_type, stat=info,
+            kind=location.kind, height=location.height,
         )
 
     async def _location(self, asset_id: int) -> _Location:
@@ -103,7 +108,7 @@ class MediaService:
         resolved = self._resolve(asset["path"], asset_id)
         relative = resolved.relative_to(self._root).as_posix()
         return _Location(str(resolved), relative, content_type_for(relative, asset.get("content_type")),
-                         asset["movie_id"])
+                         asset["movie_id"], asset["kind"], asset.get("height"))
 
     def _resolve(self, stored_path: str, asset_id: int) -> Path:
         missing = NotFound(f"Media file of asset {asset_id} not found", details={"id": asset_id})

@@ -153,8 +153,15 @@ class PaymentService:
         if method is None:
             raise ValidationFailed("A payment method is required", details={"field": "payment_method"})
         async with self._engine.begin() as conn:
-            await self._subscriptions.save_customer(conn, user_id=user_id, provider=self.provider.name,
-                                                    customer_id=customer_id, payment_method=method)
+            # Under the account's lock: two first subscriptions at once write one row (the first
+            # customer made stays the account's; the other is never charged).
+            await self._subscriptions.lock_account(conn, user_id)
+            saved = await self._subscriptions.customer(conn, user_id)
+            await self._subscriptions.save_customer(
+                conn, user_id=user_id, provider=self.provider.name,
+                customer_id=saved["customer_id"] if saved else customer_id,
+                payment_method=method if saved is None or saved["customer_id"] == customer_id else saved["payment_method"],
+            )
         return await self._subscriptions.customer_of(user_id)
 
     # -- charging --------------------------------------------------------------------------
@@ -191,12 +198,18 @@ class PaymentService:
         """Settle the payment an intent belongs to; False for an intent Vedina never made."""
         if payment_id is None:
             raw = (intent.metadata or {}).get("vedina_payment_id", "")
-            payment_id = int(raw) if raw.isdigit() else None
+            payment_id = int(raw) if raw.isdigit() and len(raw) < 19 else None
         payment = await self._payments.read(payment_id) if payment_id is not None else None
         if payment is None:
             payment = await self._payments.by_intent(intent.id)
         if payment is None or (payment["intent_id"] not in (None, intent.id)):
             log.warning("provider event for an unknown payment ignored", extra={"intent_id": intent.id})
+            return False
+        if (intent.amount, intent.currency.lower()) != (payment["amount_minor"], payment["currency"]):
+            # Not this payment's intent (another installation on the same provider account, or forged
+            # metadata): its amount is what was asked for, and it must match.
+            log.warning("provider event whose amount does not match the payment ignored",
+                        extra={"intent_id": intent.id, "payment_id": payment["id"]})
             return False
         await self._settle(payment["id"], intent_outcome(intent), intent_id=intent.id,
                            failure_code=intent.failure_code, failure_message=intent.failure_message)
@@ -204,35 +217,43 @@ class PaymentService:
 
     async def _settle(self, payment_id: int, outcome: str, *, intent_id: str | None = None,
                       failure_code: str | None = None, failure_message: str | None = None) -> None:
-        refund_whole = False
-        async with self._engine.begin() as conn:
-            payment = await self._payments.get(conn, payment_id)
-            await self._subscriptions.lock_account(conn, payment["user_id"])
-            if intent_id is not None:
+        user_id = (await self._payments.read(payment_id))["user_id"]  # never changes: read before the lock
+        if intent_id is not None:  # kept whatever happens next: reconciliation asks about it by id
+            async with self._engine.begin() as conn:
                 await self._payments.attach_intent(conn, payment_id, intent_id)
+        refund_id = None
+        async with self._engine.begin() as conn:
+            # The account's lock first: on MariaDB every read after it sees the latest commits.
+            await self._subscriptions.lock_account(conn, user_id)
             moved = await self._payments.settle(conn, payment_id, outcome, failure_code=failure_code,
                                                 failure_message=failure_message)
             if moved and outcome in ("succeeded", "failed") and self._settled is not None:
-                applied = await self._settled(conn, await self._payments.get(conn, payment_id), outcome)
-                if outcome == "succeeded":
-                    if applied:
-                        await enqueue(conn, topic=RECEIPT_TOPIC, payload={"payment_id": payment_id})
-                    else:
-                        refund_whole = True
+                payment = await self._payments.get(conn, payment_id)
+                applied = await self._settled(conn, payment, outcome)
+                if outcome == "succeeded" and applied:
+                    await enqueue(conn, topic=RECEIPT_TOPIC, payload={"payment_id": payment_id})
+                elif outcome == "succeeded":
+                    # Nothing left to pay for: the whole amount is reserved for a refund in this
+                    # transaction, so a crash before it is sent leaves it to `retry_refunds`.
+                    refund_id = await self._payments.reserve_refund(
+                        conn, payment, amount=payment["amount_minor"], reason="nothing to apply the payment to",
+                        actor_id=None, provider_key=new_provider_key("refund"),
+                    )
         if moved:
-            await self._invalidations.publish(billing_key(payment["user_id"]))
+            await self._invalidations.publish(billing_key(user_id))
             log.info("payment settled", extra={"payment_id": payment_id, "status": outcome})
-        if refund_whole:
+        if refund_id is not None:
             log.warning("payment succeeded with nothing to pay for: refunded", extra={"payment_id": payment_id})
-            await self.refund(payment_id=payment_id, amount=None, reason="nothing to apply the payment to",
-                              actor_id=None)
+            await self._send_refund(refund_id)
 
     async def reconcile(self, *, now=None, limit: int = 100) -> int:
         """Ask the provider about payments unsettled for a while; returns how many were looked at."""
         stale = await self._payments.unsettled(updated_before=(now or utcnow()) - RECONCILE_AFTER, limit=limit)
         for payment in stale:
             try:
-                if payment["intent_id"] is None:
+                if payment["intent_id"] is None and not await self._still_wanted(payment):
+                    await self._fail(payment["id"], "nothing_to_pay_for", "What the payment was for has ended")
+                elif payment["intent_id"] is None:
                     await self.charge(payment["id"])  # the same idempotency key: never a second charge
                 else:
                     await self.apply_intent(await self.provider.retrieve_intent(payment["intent_id"]),
@@ -240,19 +261,29 @@ class PaymentService:
             except ProviderUnavailable:
                 log.warning("provider unavailable during reconciliation", extra={"payment_id": payment["id"]})
                 return len(stale)
+            except Exception:  # one payment's trouble must not stop the others: it is asked about again later
+                log.exception("reconciling a payment failed", extra={"payment_id": payment["id"]})
             async with self._engine.begin() as conn:
                 await self._payments.touch(conn, payment["id"])
         return len(stale)
+
+    async def _still_wanted(self, payment: dict[str, Any]) -> bool:
+        """Whether a payment never sent still pays for something (its subscription is live)."""
+        if payment["subscription_id"] is None:
+            return False
+        async with self._engine.connect() as conn:
+            subscription = await self._subscriptions.get(conn, payment["subscription_id"])
+        return subscription is not None and subscription["live_user_id"] is not None
 
     # -- refunds ---------------------------------------------------------------------------
 
     async def refund(self, *, payment_id: int, amount: int | None, reason: str, actor_id: int | None) -> PaymentPublic:
         """Refund ``amount`` (None: all that is left) of a succeeded payment, never above what was paid."""
+        found = await self._payments.read(payment_id)
+        if found is None:
+            raise NotFound(f"Payment {payment_id} not found", details={"id": payment_id})
         async with self._engine.begin() as conn:
-            payment = await self._payments.get(conn, payment_id)
-            if payment is None:
-                raise NotFound(f"Payment {payment_id} not found", details={"id": payment_id})
-            await self._subscriptions.lock_account(conn, payment["user_id"])
+            await self._subscriptions.lock_account(conn, found["user_id"])  # first: later reads are current
             payment = await self._payments.get(conn, payment_id)
             left = payment["amount_minor"] - payment["refunded_minor"] - payment["refunding_minor"]
             if payment["status"] != "succeeded":
@@ -272,10 +303,14 @@ class PaymentService:
         refund = await self._payments.refund(refund_id)
         payment = await self._payments.read(refund["payment_id"])
         try:
-            answer = await self.provider.refund(
-                intent_id=payment["intent_id"], amount=refund["amount_minor"], idempotency_key=refund["provider_key"],
-                metadata={"vedina_refund_id": str(refund_id), "vedina_payment_id": str(payment["id"])},
-            )
+            if refund["provider_refund_id"]:  # made already and not finished: ask, never create again
+                answer = await self.provider.retrieve_refund(refund["provider_refund_id"])
+            else:
+                answer = await self.provider.refund(
+                    intent_id=payment["intent_id"], amount=refund["amount_minor"],
+                    idempotency_key=refund["provider_key"],
+                    metadata={"vedina_refund_id": str(refund_id), "vedina_payment_id": str(payment["id"])},
+                )
         except ProviderUnavailable:
             log.warning("provider unavailable: refund left pending", extra={"refund_id": refund_id})
             return
@@ -285,11 +320,26 @@ class PaymentService:
             return
         if answer.status in ("succeeded", "failed", "canceled"):
             await self.finish_refund(refund_id, succeeded=answer.status == "succeeded", provider_refund_id=answer.id)
+        else:
+            async with self._engine.begin() as conn:
+                await self._payments.note_provider_refund(conn, refund_id, answer.id)
 
-    async def finish_refund(self, refund_id: int, *, succeeded: bool, provider_refund_id: str | None) -> None:
+    async def finish_refund(self, refund_id: int, *, succeeded: bool, provider_refund_id: str | None,
+                            intent_id: str | None = None) -> None:
+        """Finish a pending refund once (``intent_id``, from an event: it must be the payment's)."""
+        refund = await self._payments.refund(refund_id)
+        if refund is None:
+            return
+        payment = await self._payments.read(refund["payment_id"])
+        if intent_id is not None and intent_id != payment["intent_id"]:
+            log.warning("refund event for another payment ignored", extra={"refund_id": refund_id})
+            return
         async with self._engine.begin() as conn:
-            await self._payments.finish_refund(conn, refund_id, succeeded=succeeded,
-                                               provider_refund_id=provider_refund_id)
+            await self._subscriptions.lock_account(conn, payment["user_id"])
+            finished = await self._payments.finish_refund(conn, refund_id, succeeded=succeeded,
+                                                          provider_refund_id=provider_refund_id)
+        if finished is not None:
+            await self._invalidations.publish(billing_key(payment["user_id"]))
 
     async def retry_refunds(self, *, now=None, limit: int = 100) -> int:
         pending = await self._payments.pending_refunds(updated_before=(now or utcnow()) - RECONCILE_AFTER, limit=limit)

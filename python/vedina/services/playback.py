@@ -334,8 +334,16 @@ _REFUSALS = {
 }
 
 
+def within_plan(kind: str, height: int | None, max_height: int | None) -> bool:
+    """Whether a plan whose best quality is ``max_height`` may stream this asset: any non-video asset
+    (subtitles, artwork); a video only when its height is known and not above the plan's."""
+    if max_height is None or kind not in PLAYABLE_KINDS:
+        return True
+    return height is not None and height <= max_height
+
+
 def _within(asset: PlayableAsset, max_height: int | None) -> bool:
-    return max_height is None or asset.height is None or asset.height <= max_height
+    return within_plan(asset.kind, asset.height, max_height)
 
 
 def _no_session(session_id: str) -> NotFound:

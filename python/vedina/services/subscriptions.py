@@ -53,6 +53,7 @@ from vedina.storage.subscriptions import SubscriptionRepository
 log = logging.getLogger(__name__)
 
 NOTICE_TOPIC = "billing.notice"
+MIN_CHARGE_MINOR = 50  # the smallest charge providers accept (Stripe: 50 cents, or its equivalent)
 # Events the account holder is told about by email.
 NOTIFIED = frozenset({"activated", "trial_started", "payment_failed", "canceled", "expired", "upgraded", "downgraded"})
 
@@ -148,8 +149,9 @@ class SubscriptionService:
                           actor_id: int | None = None, detail: dict[str, Any] | None = None, **values: Any) -> str:
         status = subscription["status"]
         to = TRANSITIONS.get((status, event))
-        if to is None:
-            raise RuntimeError(f"no transition {event!r} from {status!r}")
+        if to is None:  # the subscription moved on meanwhile (callers check first; this is the backstop)
+            raise Conflict(f"A {status} subscription cannot take {event!r}", code="subscription_state_changed",
+                           details={"status": status})
         if to != status:
             values["status"] = to
         await self._subscriptions.update(conn, subscription, **values)
@@ -289,7 +291,10 @@ class SubscriptionService:
             await self._transition(conn, subscription, "renewed", detail=detail, **values)
             return True
         if purpose == "upgrade":
-            if status not in ("trialing", "active", "past_due"):
+            # Only onto the period it was prorated for, from another plan, on a subscription in good
+            # standing; anything else (a renewal or another change came first) is refunded.
+            if (status not in ("trialing", "active") or payment["period_number"] != subscription["period_number"]
+                    or payment["plan_version_id"] == subscription["plan_version_id"]):
                 return False
             await self._transition(conn, subscription, "upgraded", detail={
                 **detail, "from_plan_version_id": subscription["plan_version_id"],
@@ -327,10 +332,23 @@ class SubscriptionService:
         await self._changed(user_id)
         return await self.get(subscription_id=subscription["id"])
 
+    async def account_closed(self, user_id: int) -> None:
+        """A deleted account's live subscription ends at once (never charged again)."""
+        async with self._engine.begin() as conn:
+            await self._subscriptions.lock_account(conn, user_id)
+            subscription = await self._subscriptions.live(conn, user_id)
+            if subscription is None:
+                return
+            event = "expired" if subscription["status"] == "incomplete" else "canceled"
+            now = self.now()
+            await self._transition(conn, subscription, event, detail={"reason": "account_closed"}, canceled_at=now,
+                                   ended_at=now, pending_plan_version_id=None)
+        await self._changed(user_id)
+
     async def resume(self, *, user_id: int) -> SubscriptionPublic:
         async with self._engine.begin() as conn:
             subscription = await self._live_for_change(conn, user_id)
-            if not subscription["cancel_at_period_end"]:
+            if not subscription["cancel_at_period_end"] or subscription["status"] not in ("trialing", "active"):
                 raise Conflict("The subscription is not set to end", code="not_canceled")
             await self._transition(conn, subscription, "resumed", actor_id=user_id, cancel_at_period_end=False,
                                    canceled_at=None)
@@ -351,6 +369,10 @@ class SubscriptionService:
             if target is None or not target["active"]:
                 raise NotFound(f"Plan {plan_id} not found", details={"field": "plan_id", "id": plan_id})
             current = await self._plans.version(conn, subscription["plan_version_id"])
+            last_upgrade = await self._subscriptions.latest_payment(conn, subscription["id"], "upgrade")
+            if last_upgrade is not None and last_upgrade["status"] in ("pending", "processing"):
+                raise Conflict("A plan change is being charged already", code="plan_change_in_progress",
+                               details={"payment_id": last_upgrade["id"]})
             if target["currency"] != current["currency"]:
                 raise ValidationFailed("The new plan is billed in another currency", details={"field": "plan_id"})
             if target["plan_id"] == current["plan_id"]:
@@ -358,7 +380,9 @@ class SubscriptionService:
                     raise Conflict("The subscription is on this plan already", code="same_plan")
                 await self._transition(conn, subscription, "downgrade_withdrawn", actor_id=user_id,
                                        pending_plan_version_id=None)
-            elif not is_upgrade(current=current, target=target):
+            elif target["billing_period"] != current["billing_period"] or not is_upgrade(current=current,
+                                                                                       target=target):
+                # A downgrade, or any change of billing period, starts with the next period.
                 await self._transition(conn, subscription, "downgrade_scheduled", actor_id=user_id,
                                        detail={"to_plan_version_id": target["version_id"],
                                                "at": _iso(subscription["current_period_end"])},
@@ -369,7 +393,7 @@ class SubscriptionService:
                     old_price=current["price_minor"], new_price=target["price_minor"],
                     remaining_seconds=int((end - now).total_seconds()), period_seconds=int((end - start).total_seconds()),
                 )
-                if amount == 0:
+                if amount < MIN_CHARGE_MINOR:  # below what a card can be charged: the rest of the period is on us
                     await self._transition(conn, subscription, "upgraded", actor_id=user_id, detail={
                         "from_plan_version_id": current["version_id"], "to_plan_version_id": target["version_id"],
                         "amount_minor": 0,
@@ -403,27 +427,35 @@ class SubscriptionService:
         """Charge the next period of subscriptions whose period ended (cancel those set to end,
         retry failed renewals every ``BILLING_RETRY_HOURS``); returns how many were charged."""
         now = self.now()
-        charges: list[int] = []
-        for due in await self._subscriptions.due(statuses=("trialing", "active", "past_due"), period_end_before=now,
-                                                 limit=limit):
-            async with self._engine.begin() as conn:
-                await self._subscriptions.lock_account(conn, due["user_id"])
-                subscription = await self._subscriptions.get(conn, due["id"])
-                payment_id = await self._renew(conn, subscription, now)
-            await self._changed(due["user_id"])
-            if payment_id is not None:
-                charges.append(payment_id)
-        for payment_id in charges:
-            await self._payments.charge(payment_id)
-        return len(charges)
+        charged = 0
+        after = None
+        # Every due subscription, page by page: those waiting (a retry not due yet, a charge in
+        # flight) cannot hold back the others.
+        while page := await self._subscriptions.due(statuses=("trialing", "active", "past_due"),
+                                                    period_end_before=now, limit=limit, after=after):
+            after = (page[-1]["current_period_end"], page[-1]["id"])
+            charges = []
+            for due in page:
+                async with self._engine.begin() as conn:
+                    await self._subscriptions.lock_account(conn, due["user_id"])
+                    subscription = await self._subscriptions.get(conn, due["id"])
+                    payment_id = await self._renew(conn, subscription, now)
+                await self._changed(due["user_id"])
+                if payment_id is not None:
+                    charges.append(payment_id)
+            for payment_id in charges:
+                await self._payments.charge(payment_id)
+            charged += len(charges)
+        return charged
 
     async def _renew(self, conn: AsyncConnection, subscription: dict[str, Any], now: datetime) -> int | None:
         status = subscription["status"]
         if status not in ("trialing", "active", "past_due") or subscription["current_period_end"] > now:
             return None
-        if subscription["cancel_at_period_end"]:
-            await self._transition(conn, subscription, "canceled", detail={"reason": "period_end"},
-                                   ended_at=subscription["current_period_end"], pending_plan_version_id=None)
+        if subscription["cancel_at_period_end"] or not await self._subscriptions.account_active(conn, subscription["user_id"]):
+            await self._transition(conn, subscription, "canceled", detail={
+                "reason": "period_end" if subscription["cancel_at_period_end"] else "account_closed",
+            }, ended_at=subscription["current_period_end"], pending_plan_version_id=None)
             return None
         last = await self._subscriptions.latest_payment(conn, subscription["id"], "renewal")
         period = subscription["period_number"] + 1
@@ -451,7 +483,12 @@ class SubscriptionService:
         now = self.now()
         ended = 0
         overdue = await self._subscriptions.past_due(since_before=now - self._past_due_grace, limit=limit)
-        unpaid = await self._subscriptions.incomplete(created_before=now - self._incomplete_expire, limit=limit)
+        unpaid, after_id = [], 0
+        # Page through: unpaid ones whose first payment is still processing stay, and must not hold back others.
+        while page := await self._subscriptions.incomplete(created_before=now - self._incomplete_expire, limit=limit,
+                                                           after_id=after_id):
+            unpaid.extend(page)
+            after_id = page[-1]["id"]
         for row in [*overdue, *unpaid]:
             async with self._engine.begin() as conn:
                 await self._subscriptions.lock_account(conn, row["user_id"])

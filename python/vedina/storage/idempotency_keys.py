@@ -53,6 +53,12 @@ class IdempotencyKeyRepository:
             await conn.execute(sa.delete(table).where(table.c.owner == owner, table.c.key == key,
                                                       table.c.state == "running"))
 
+    async def drop_stale(self, *, owner: str, key: str, created_at: datetime) -> None:
+        """Forget a request that never finished (its process died): the next one with the key runs."""
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(table).where(table.c.owner == owner, table.c.key == key,
+                                                      table.c.state == "running", table.c.created_at == created_at))
+
     async def drop_expired(self, *, owner: str, key: str, now: datetime) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(sa.delete(table).where(table.c.owner == owner, table.c.key == key,

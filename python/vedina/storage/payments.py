@@ -147,11 +147,13 @@ class PaymentRepository:
         if refund is None or refund["status"] != "pending":
             return None
         amount = refund["amount_minor"]
-        await conn.execute(
+        finished = await conn.execute(
             sa.update(refunds).where(refunds.c.id == refund_id, refunds.c.status == "pending")
-            .values(status="succeeded" if succeeded else "failed", provider_refund_id=provider_refund_id,
-                    updated_at=utcnow())
+            .values(status="succeeded" if succeeded else "failed",
+                    provider_refund_id=provider_refund_id or refund["provider_refund_id"], updated_at=utcnow())
         )
+        if finished.rowcount != 1:  # finished by someone else meanwhile: the payment is theirs to adjust
+            return None
         moved = {"refunding_minor": payments.c.refunding_minor - amount, "updated_at": utcnow()}
         if succeeded:
             moved["refunded_minor"] = payments.c.refunded_minor + amount
@@ -162,6 +164,14 @@ class PaymentRepository:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(refunds).where(refunds.c.id == refund_id))).mappings().first()
         return None if row is None else plain(row)
+
+    @staticmethod
+    async def note_provider_refund(conn: AsyncConnection, refund_id: int, provider_refund_id: str) -> None:
+        """The provider's id of a refund it has not finished yet (later asked about by id, never re-created)."""
+        await conn.execute(
+            sa.update(refunds).where(refunds.c.id == refund_id, refunds.c.provider_refund_id.is_(None))
+            .values(provider_refund_id=provider_refund_id, updated_at=utcnow())
+        )
 
     async def refunds_of(self, payment_id: int) -> list[dict[str, Any]]:
         query = sa.select(refunds).where(refunds.c.payment_id == payment_id).order_by(refunds.c.id)

@@ -132,6 +132,11 @@ class StripeProvider(PaymentProvider):
             )
         return _refund(refund.to_dict())
 
+    async def retrieve_refund(self, refund_id: str) -> Refund:
+        with _translated():
+            refund = await self._client.v1.refunds.retrieve_async(refund_id)
+        return _refund(refund.to_dict())
+
     async def close(self) -> None:
         await self._http.close_async()
 

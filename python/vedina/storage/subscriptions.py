@@ -64,14 +64,18 @@ class SubscriptionRepository:
         async with self._engine.connect() as conn:
             return [plain(r) for r in (await conn.execute(query)).mappings().all()]
 
-    async def due(self, *, statuses: tuple[str, ...], period_end_before: datetime, limit: int) -> list[dict[str, Any]]:
-        """Live subscriptions in ``statuses`` whose period (or trial) ended before the given time."""
+    async def due(self, *, statuses: tuple[str, ...], period_end_before: datetime, limit: int,
+                  after: tuple[datetime, int] | None = None) -> list[dict[str, Any]]:
+        """Live subscriptions in ``statuses`` whose period (or trial) ended before the given time, in
+        (period end, id) order; ``after`` is the last (period end, id) of the previous page."""
         query = (
-            sa.select(subscriptions.c.id, subscriptions.c.user_id)
+            sa.select(subscriptions.c.id, subscriptions.c.user_id, subscriptions.c.current_period_end)
             .where(subscriptions.c.status.in_(statuses), subscriptions.c.current_period_end <= period_end_before)
             .order_by(subscriptions.c.current_period_end, subscriptions.c.id)
             .limit(limit)
         )
+        if after is not None:
+            query = query.where(sa.tuple_(subscriptions.c.current_period_end, subscriptions.c.id) > sa.tuple_(*after))
         async with self._engine.connect() as conn:
             return [plain(r) for r in (await conn.execute(query)).mappings().all()]
 
@@ -85,10 +89,11 @@ class SubscriptionRepository:
         async with self._engine.connect() as conn:
             return [plain(r) for r in (await conn.execute(query)).mappings().all()]
 
-    async def incomplete(self, *, created_before: datetime, limit: int) -> list[dict[str, Any]]:
+    async def incomplete(self, *, created_before: datetime, limit: int, after_id: int = 0) -> list[dict[str, Any]]:
         query = (
             sa.select(subscriptions.c.id, subscriptions.c.user_id)
-            .where(subscriptions.c.status == "incomplete", subscriptions.c.created_at <= created_before)
+            .where(subscriptions.c.status == "incomplete", subscriptions.c.created_at <= created_before,
+                   subscriptions.c.id > after_id)
             .order_by(subscriptions.c.id)
             .limit(limit)
         )
@@ -101,6 +106,12 @@ class SubscriptionRepository:
     async def lock_account(conn: AsyncConnection, user_id: int) -> bool:
         result = await conn.execute(sa.update(users).where(users.c.id == user_id).values(updated_at=users.c.updated_at))
         return result.rowcount > 0
+
+    @staticmethod
+    async def account_active(conn: AsyncConnection, user_id: int) -> bool:
+        """Whether the account may still be charged (not deleted)."""
+        status = (await conn.execute(sa.select(users.c.status).where(users.c.id == user_id))).scalar_one_or_none()
+        return status is not None and status != "deleted"
 
     @staticmethod
     async def insert(conn: AsyncConnection, **values: Any) -> int:
