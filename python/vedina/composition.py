@@ -211,7 +211,8 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     )
     plan_rows, subscription_rows, payment_rows = PlanRepository(engine), SubscriptionRepository(engine), PaymentRepository(engine)
     payments = PaymentService(engine=engine, payments=payment_rows, subscriptions=subscription_rows,
-                              provider=build_payment_provider(settings), invalidations=invalidations)
+                              provider=build_payment_provider(settings), invalidations=invalidations,
+                              answers=near("payments", ENTITLEMENT_TTL))
     subscriptions = SubscriptionService(
         engine=engine, subscriptions=subscription_rows, plans=plan_rows, payments=payments, payment_rows=payment_rows,
         invalidations=invalidations, past_due_grace=timedelta(days=settings.past_due_grace_days),

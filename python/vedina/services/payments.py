@@ -34,6 +34,7 @@ from vedina.errors import NotFound, ValidationFailed
 from vedina.services.entitlements import billing_key
 from vedina.storage.clock import utcnow
 from vedina.storage.invalidation import Invalidations
+from vedina.storage.near_cache import NearCache
 from vedina.storage.outbox import enqueue
 from vedina.storage.payment_provider import (
     FAILED_STATUSES,
@@ -122,7 +123,7 @@ def intent_outcome(intent: Intent) -> str:
 class PaymentService:
     def __init__(
         self, *, engine: AsyncEngine, payments: PaymentRepository, subscriptions: SubscriptionRepository,
-        provider: PaymentProvider, invalidations: Invalidations,
+        provider: PaymentProvider, invalidations: Invalidations, answers: NearCache | None = None,
     ) -> None:
         self._engine = engine
         self._payments = payments
@@ -130,6 +131,7 @@ class PaymentService:
         self.provider = provider
         self._invalidations = invalidations
         self._settled: SettledHook | None = None
+        self._answers = answers  # first history pages per account (every billing write invalidates them)
 
     def on_settled(self, hook: SettledHook) -> None:
         """The subscription rules that a settled payment triggers (set once by the composition root)."""
@@ -357,6 +359,14 @@ class PaymentService:
         return public_payment(row, await self._payments.refunds_of(payment_id))
 
     async def history(self, *, user_id: int, before_id: int | None, limit: int) -> PaymentPage:
+        """Newest first; the first page comes from memory on a hit."""
+        if before_id is None and self._answers is not None:
+            key = billing_key(user_id)
+            return await self._answers.get_or_load(f"history:{user_id}:{limit}", (key,),
+                                                   lambda: self._history(user_id, None, limit))
+        return await self._history(user_id, before_id, limit)
+
+    async def _history(self, user_id: int, before_id: int | None, limit: int) -> PaymentPage:
         rows = await self._payments.of_user(user_id, before_id=before_id, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
