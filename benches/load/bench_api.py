@@ -73,6 +73,7 @@ from tests.conftest import (  # noqa: E402
     reset_database,
     run_cli,
     session_provider_sim,
+    wait_for_probe_jobs,
 )
 from vedina.config import Settings, load_settings  # noqa: E402
 from vedina.storage.clock import utcnow  # noqa: E402
@@ -357,7 +358,12 @@ class Bench:
     def profile(self, profile: str, jwt_keys: str) -> None:
         env = bench_env(profile, self.root / profile, jwt_keys)
         miss_ids = prepare(profile, env)[-MISS_READS:]
-        self.vedina(profile, env, miss_ids)
+        if profile == "real":  # as deployed: a `vedina worker` runs the jobs (the demo clips' probes first)
+            with process([VEDINA, "worker"], env, self.root / "worker.log"):
+                wait_for_probe_jobs(load_settings(env), timeout=120)
+                self.vedina(profile, env, miss_ids)
+        else:
+            self.vedina(profile, env, miss_ids)
         if self.args.only == "billing":
             return
         self.peer(profile, env, miss_ids)  # right after: the bench user's access token lives 15 minutes

@@ -34,11 +34,13 @@ import msgspec
 
 from vedina.errors import NotFound, Refused, TooManyStreams
 from vedina.security.playback_tokens import PlaybackGrant, PlaybackTokens
+from vedina.services.catalog import movie_key
 from vedina.services.entitlements import Entitlement
 from vedina.services.profiles import Profile
 from vedina.services.viewing import ViewingService
 from vedina.services.visibility import Audience
 from vedina.storage.invalidation import Invalidations
+from vedina.storage.near_cache import NearCache
 from vedina.storage.playback import PlayableAsset, PlaybackRepository
 from vedina.storage.schema import PLAN_TIERS
 from vedina.storage.stream_sessions import StreamSession, StreamSessions
@@ -168,6 +170,7 @@ class SessionLiveness:
 # -- the service -------------------------------------------------------------------------
 
 PLAYABLE_KINDS = ("rendition", "video")
+PLAYABLE_TTL = 300  # seconds; every change of a movie's media publishes the movie's key first
 
 
 class PlaybackService:
@@ -175,7 +178,7 @@ class PlaybackService:
         self, *, gate: Callable[..., Awaitable], assets: PlaybackRepository, sessions: StreamSessions,
         liveness: SessionLiveness, tokens: PlaybackTokens, plans: PlanSource, invalidations: Invalidations,
         session_timeout: int,
-        viewing: ViewingService | None = None,
+        viewing: ViewingService | None = None, playable: NearCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._gate = gate  # CatalogService.gate: async (movie_id=) -> MovieGate
@@ -188,6 +191,7 @@ class PlaybackService:
         self._timeout_ms = session_timeout * 1000
         self.heartbeat_interval = max(1, session_timeout // 3)
         self._viewing = viewing  # watch progress: where to resume
+        self._playable = playable  # a movie's assets per worker, dropped with the movie's other answers
         self._clock = clock
 
     def _now_ms(self) -> int:
@@ -210,7 +214,7 @@ class PlaybackService:
 
     async def start(self, *, viewer: Viewer, movie_id: int) -> PlaybackAnswer:
         entitlement = await self.check_viewer(user_id=viewer.user_id, audience=viewer.audience, movie_id=movie_id)
-        assets = await self._assets.assets(movie_id=movie_id)
+        assets = await self._movie_assets(movie_id)
         ready = [a for a in assets if a.status == "ready"]
         # Renditions best first (then the source), so a player may take the first that fits; none above the plan's quality.
         playable = sorted((a for a in ready if a.kind in PLAYABLE_KINDS and _within(a, entitlement.max_height)),
@@ -251,6 +255,12 @@ class PlaybackService:
             sprite_image=artwork("sprite_image"),
             resume_position_seconds=resume,
         )
+
+    async def _movie_assets(self, movie_id: int) -> list[PlayableAsset]:
+        if self._playable is None:
+            return await self._assets.assets(movie_id=movie_id)
+        return await self._playable.get_or_load(str(movie_id), (movie_key(movie_id),),
+                                                lambda: self._assets.assets(movie_id=movie_id))
 
     async def _resume_position(self, viewer: Viewer, movie_id: int) -> int | None:
         if self._viewing is None:
@@ -365,4 +375,6 @@ def build_playback(settings, resources, *, catalog, viewing: ViewingService | No
         tokens=PlaybackTokens.from_settings(settings), plans=plans,
         invalidations=resources.invalidations,
         session_timeout=settings.playback_session_timeout_seconds, viewing=viewing,
+        playable=NearCache(resources.invalidations, name="playable", max_entries=settings.near_cache_entries,
+                           ttl=PLAYABLE_TTL),
     )
