@@ -487,3 +487,22 @@ async def test_an_idempotency_key_left_running_by_a_dead_process_is_taken_over(b
     answer, replayed = await billing.idempotency.run(owner=owner, key=key, fingerprint="h" * 64, call=call,
                                                      encode=lambda body: b"")
     assert answer == (201, b'{"ok":true}') and not replayed
+
+
+async def test_a_receipt_has_an_html_and_a_text_body_with_the_amount_and_escaped_names(billing):
+    import email
+    from pathlib import Path
+
+    from vedina.jobs import billing_mail
+
+    user_id, plans, subscription, _ = await subscribed(billing, "standard")
+    await billing.job_handlers()[billing_mail.RECEIPT_TOPIC]({"payment_id": subscription.latest_payment.id})
+    folder = Path(billing.settings.data_dir, "mail")
+    sent = [email.message_from_bytes(p.read_bytes()) for p in folder.glob("*.eml")]
+    receipt = next(m for m in sent if f"receipt #{subscription.latest_payment.id}" in m["Subject"])
+    parts = {part.get_content_type(): part.get_payload(decode=True).decode() for part in receipt.walk()
+             if not part.is_multipart()}
+    assert set(parts) == {"text/plain", "text/html"}
+    assert "14.99 USD" in parts["text/plain"] and "14.99 USD" in parts["text/html"]
+    assert "Billing <b>Test</b>" in parts["text/plain"]
+    assert "<b>Test</b>" not in parts["text/html"] and "&lt;b&gt;Test&lt;/b&gt;" in parts["text/html"]

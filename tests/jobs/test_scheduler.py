@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from tests.conftest import query_rows
 from vedina.config import load_settings
@@ -107,7 +108,11 @@ async def test_a_closed_leader_hands_over_at_once_and_a_failing_task_keeps_its_e
     clock, recorder = Clock(), Recorder()
     tasks = [recorder.task("test.failing", 10, fail=True)]
     first, second = schedulers(engines[:2], tasks, clock)
+    failed_before = REGISTRY.get_sample_value("vedina_scheduled_task_runs_total",
+                                              {"task": "test.failing", "outcome": "failed"}) or 0
     assert await first.run_once() == ["test.failing"]
+    assert REGISTRY.get_sample_value("vedina_scheduled_task_runs_total",
+                                     {"task": "test.failing", "outcome": "failed"}) == failed_before + 1
     async with engines[0].connect() as conn:
         row = (await conn.execute(sa.select(scheduled_tasks).where(scheduled_tasks.c.name == "test.failing"))).one()
     assert "test.failing failed" in row.last_error and row.finished_at is not None
@@ -136,7 +141,8 @@ async def test_the_background_loop_runs_a_due_task(engines):
 
 def test_the_services_schedule_the_sweeps(services):
     names = {task.name for task in services.periodic_tasks()}
-    assert {"message_ledger.sweep", "uploads.sweep"} <= names
+    assert {"message_ledger.sweep", "uploads.sweep", "idempotency_keys.sweep", "billing.renewals",
+            "billing.expiries", "billing.reconcile", "billing.refunds"} <= names
     assert ("kv_entries.sweep" in names) == (services.settings.storage_profile == "embedded")
 
 
