@@ -259,6 +259,17 @@ def provider_sim() -> ProviderSim:
     return session_provider_sim()
 
 
+def wait_for(predicate, timeout: float = 30, what: str = "the condition"):
+    """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
 def query_rows(settings: Settings, statement) -> list[dict]:
     """Run one read on the settings' database, from synchronous test code."""
     import asyncio

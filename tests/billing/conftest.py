@@ -113,12 +113,3 @@ def key() -> dict[str, str]:
     """A fresh Idempotency-Key header."""
     return {"idempotency-key": str(uuid.uuid4())}
 
-
-def wait_for(predicate, *, timeout: float = 30, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout}s")

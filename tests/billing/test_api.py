@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from tests.billing.conftest import admin, key, new_plan, wait_for
-from tests.conftest import PROFILES, query_rows, require_profile
+from tests.billing.conftest import admin, key, new_plan
+from tests.conftest import PROFILES, query_rows, require_profile, wait_for
 from vedina.storage.schema import payments, plans, subscriptions, webhook_events
 
 pytestmark = pytest.mark.slow

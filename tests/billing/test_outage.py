@@ -10,8 +10,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.billing.conftest import key, new_plan, wait_for
-from tests.conftest import query_rows, require_profile
+from tests.billing.conftest import key, new_plan
+from tests.conftest import query_rows, require_profile, wait_for
 from tests.reliability.test_outages import rabbitmqctl
 from vedina.storage.schema import subscription_events, webhook_events
 

@@ -125,26 +125,26 @@ def _mails_to(services, email: str, subject: str) -> list[Path]:
     return [p for p in folder.glob("*.eml") if email in (text := p.read_text(errors="replace")) and subject in text]
 
 
-@sample(billing_mail.RECEIPT_TOPIC)
-async def receipt_sample(services, media_dir: Path, clips) -> Check:
-    email, payment_id = await _subscribed(services)
-    await _publish_all(services.resources.engine, billing_mail.NOTICE_TOPIC)
+def billing_sample(topic: str, other: str, subject: Callable[[int], str]) -> SampleMaker:
+    """A billing email job: one paid subscription queues a receipt and a notice; the sample keeps
+    ``topic``'s and marks ``other``'s handled. Its effect: one email whose subject has ``subject(payment id)``."""
 
-    async def check() -> None:
-        assert len(_mails_to(services, email, f"receipt #{payment_id}")) == 1
+    async def make(services, media_dir: Path, clips) -> Check:
+        email, payment_id = await _subscribed(services)
+        await _publish_all(services.resources.engine, other)
 
-    return check
+        async def check() -> None:
+            assert len(_mails_to(services, email, subject(payment_id))) == 1
+
+        return check
+
+    return make
 
 
-@sample(billing_mail.NOTICE_TOPIC)
-async def notice_sample(services, media_dir: Path, clips) -> Check:
-    email, _ = await _subscribed(services)
-    await _publish_all(services.resources.engine, billing_mail.RECEIPT_TOPIC)
-
-    async def check() -> None:
-        assert len(_mails_to(services, email, "subscription is active")) == 1
-
-    return check
+sample(billing_mail.RECEIPT_TOPIC)(billing_sample(billing_mail.RECEIPT_TOPIC, billing_mail.NOTICE_TOPIC,
+                                                  lambda payment_id: f"receipt #{payment_id}"))
+sample(billing_mail.NOTICE_TOPIC)(billing_sample(billing_mail.NOTICE_TOPIC, billing_mail.RECEIPT_TOPIC,
+                                                 lambda payment_id: "subscription is active"))
 
 
 def test_every_job_topic_has_a_redelivery_sample(services):

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, free_port, require_profile
+from tests.conftest import LiveServer, free_port, require_profile, wait_for
 from tests.identity.conftest import PASSWORD, bearer
 
 pytestmark = pytest.mark.slow
@@ -38,16 +38,6 @@ def assert_outage(response: httpx.Response, service: str) -> None:
     assert response.headers["retry-after"].isdigit()
     for header in STANDARD:
         assert response.headers.get(header), header
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s")
 
 
 class PrivateRedis:

@@ -10,8 +10,8 @@ from robyn import Request, SubRouter
 
 from vedina.api.bodies import decode_body
 from vedina.api.params import path_int, query_int
-from vedina.errors import Forbidden, ValidationFailed
-from vedina.http.auth import principal_of, requires
+from vedina.errors import ValidationFailed
+from vedina.http.auth import account_id_of, principal_of, requires
 from vedina.http.idempotency import idempotent
 from vedina.http.responses import json_response
 from vedina.state import AppState
@@ -31,10 +31,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     def me_id(request: Request) -> int:
-        principal = principal_of(request)
-        if principal.kind != "user":
-            raise Forbidden("API keys have no payments")
-        return int(principal.subject)
+        return account_id_of(request, what="payments")
 
     @router.get("/", openapi_name="My payments, newest first")
     @requires("account:self", csrf_tokens=csrf)

@@ -9,8 +9,7 @@ from robyn import Request, SubRouter
 
 from vedina.api.bodies import decode_body, no_content
 from vedina.api.params import path_int
-from vedina.errors import Forbidden
-from vedina.http.auth import principal_of, requires
+from vedina.http.auth import account_id_of, requires
 from vedina.http.responses import json_response
 from vedina.services.profiles import ProfileList
 from vedina.state import AppState
@@ -39,10 +38,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     def me_id(request: Request) -> int:
-        principal = principal_of(request)
-        if principal.kind != "user":
-            raise Forbidden("API keys have no viewer profiles")
-        return int(principal.subject)
+        return account_id_of(request, what="viewer profiles")
 
     @router.get("/", openapi_name="My profiles")
     @requires("account:self", csrf_tokens=csrf)

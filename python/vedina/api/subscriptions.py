@@ -9,8 +9,7 @@ from robyn import Request, SubRouter
 
 from vedina.api.bodies import decode_body
 from vedina.api.params import path_int
-from vedina.errors import Forbidden
-from vedina.http.auth import principal_of, requires
+from vedina.http.auth import account_id_of, principal_of, requires
 from vedina.http.idempotency import idempotent
 from vedina.http.responses import json_response
 from vedina.state import AppState
@@ -41,10 +40,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.idempotency
 
     def me_id(request: Request) -> int:
-        principal = principal_of(request)
-        if principal.kind != "user":
-            raise Forbidden("API keys have no subscriptions")
-        return int(principal.subject)
+        return account_id_of(request, what="subscriptions")
 
     def owner_filter(request: Request) -> int | None:
         """Admins (billing:manage) read any account's; others only their own (another's is 404)."""

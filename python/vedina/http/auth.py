@@ -164,6 +164,14 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
+def account_id_of(request: Request, *, what: str) -> int:
+    """The user id of a request made for a user account; API keys have no ``what`` (403)."""
+    principal = principal_of(request)
+    if principal.kind != "user":
+        raise Forbidden(f"API keys have no {what}")
+    return int(principal.subject)
+
+
 def check_csrf(csrf, request: Request, *, session_id: str) -> None:
     if not csrf.matches(session_id, request.headers.get(CSRF_HEADER)):
         raise Forbidden("Missing or wrong CSRF token", details={"header": "X-CSRF-Token"})
