@@ -543,3 +543,136 @@ idempotency_keys = sa.Table(
     sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
     sa.UniqueConstraint("owner", "key"),
 )
+
+# -- community: comments (migration 0008) --------------------------------------------
+
+COMMENT_STATUSES = ("visible", "hidden", "deleted")
+REPORT_REASONS = ("spam", "abuse", "spoiler", "off_topic", "other")
+
+# Threads are one level deep as shown: a reply to a reply keeps its ``parent_id`` but joins its
+# top-level comment's thread (``root_id``; NULL for a top-level comment). A deleted comment
+# stays as a tombstone (status deleted, body cleared) so its thread keeps its shape.
+comments = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("profile_id", Id, sa.ForeignKey("profiles.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("author_name", sa.String(50), nullable=False),  # the profile's name when posted
+    sa.Column("parent_id", Id, sa.ForeignKey("comments.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("root_id", Id, nullable=True),
+    sa.Column("body_source", sa.Text(), nullable=False),
+    sa.Column("body_html", sa.Text(), nullable=False),
+    sa.Column("body_hash", Exact(64), nullable=False),  # sha256 of the normalised source: the duplicate guard
+    sa.Column("spoiler", sa.Boolean(), nullable=False, default=False),
+    sa.Column("status", sa.String(16), nullable=False, default="visible"),  # COMMENT_STATUSES
+    sa.Column("hidden_reason", sa.String(500), nullable=True),
+    sa.Column("report_count", sa.Integer(), nullable=False, default=0),  # open reports
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("edited_at", sa.DateTime(), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(), nullable=True),
+    sa.Index("ix_comments_movie_root_id", "movie_id", "root_id", "id"),
+    sa.Index("ix_comments_reported", "report_count", "id"),
+    sa.Index("ix_comments_profile_created", "profile_id", "created_at"),
+)
+
+# Visible comments per movie, changed in the transaction of each post, hide, restore or delete.
+comment_counts = sa.Table(
+    "comment_counts",
+    metadata,
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("visible", sa.Integer(), nullable=False, default=0),
+)
+
+comment_reports = sa.Table(
+    "comment_reports",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("comment_id", Id, sa.ForeignKey("comments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),  # REPORT_REASONS
+    sa.Column("note", sa.String(500), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(), nullable=True),
+    sa.UniqueConstraint("comment_id", "user_id"),
+)
+
+# A user banned from commenting until a moment (one row per user: the latest ban).
+comment_bans = sa.Table(
+    "comment_bans",
+    metadata,
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("until", sa.DateTime(), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("actor_id", Id, nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+
+# Every moderation action: who, when, why, on what.
+moderation_actions = sa.Table(
+    "moderation_actions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("actor_id", Id, nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),  # hide | restore | ban | unban | dismiss_reports
+    sa.Column("target_type", sa.String(16), nullable=False),  # comment | user
+    sa.Column("target_id", Id, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False, index=True),
+)
+
+# -- community: blog (migration 0008) ------------------------------------------------
+
+POST_STATUSES = ("draft", "scheduled", "published", "archived")
+
+blog_posts = sa.Table(
+    "blog_posts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("slug", Exact(120), nullable=False, unique=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("body_source", sa.Text(), nullable=False),
+    sa.Column("body_html", sa.Text(), nullable=False),
+    sa.Column("excerpt", sa.String(500), nullable=False, default=""),
+    sa.Column("cover_asset_id", Id, sa.ForeignKey("media_assets.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, default="draft"),  # POST_STATUSES
+    sa.Column("publish_at", sa.DateTime(), nullable=True),  # scheduled: when it publishes itself
+    sa.Column("published_at", sa.DateTime(), nullable=True),
+    sa.Column("author_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False, default=1),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+    sa.Index("ix_blog_posts_status_published", "status", "published_at", "id"),
+    sa.Index("ix_blog_posts_status_publish_at", "status", "publish_at"),
+)
+
+blog_post_tags = sa.Table(
+    "blog_post_tags",
+    metadata,
+    sa.Column("post_id", Id, sa.ForeignKey("blog_posts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", Exact(40), primary_key=True),
+    sa.Index("ix_blog_post_tags_tag_post", "tag", "post_id"),
+)
+
+blog_post_movies = sa.Table(
+    "blog_post_movies",
+    metadata,
+    sa.Column("post_id", Id, sa.ForeignKey("blog_posts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("movie_id", Id, sa.ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Every saved version of a post (the post row holds the latest).
+blog_revisions = sa.Table(
+    "blog_revisions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("post_id", Id, sa.ForeignKey("blog_posts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("body_source", sa.Text(), nullable=False),
+    sa.Column("excerpt", sa.String(500), nullable=False),
+    sa.Column("editor_id", Id, nullable=True),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.UniqueConstraint("post_id", "version"),
+)
