@@ -15,7 +15,10 @@ One protocol, two implementations, chosen like the shared store
   transaction whose first statement writes the account's lock row
   (``streams-lock:<uid>``): on SQLite that write takes the database's write
   lock, on MariaDB the row lock, so the count-then-insert that follows is
-  serialised per account.
+  serialised per account. A device reopening the movie it plays within
+  :data:`REFRESH_SLACK_MS` of its last refresh gets its session back from a plain
+  read (SQLite has one writer: a player asking twice must not queue behind it);
+  its expiry then moves at the next open or heartbeat.
 
 Time is the caller's (``now_ms``), so expiry is testable; every host is assumed
 NTP-synchronised (a skew of s milliseconds moves a session's end by s).
@@ -38,6 +41,8 @@ from vedina.storage.schema import kv_entries
 
 # An account's keys outlive its last session by this long (ms), then vanish.
 _IDLE_KEY_MS = 24 * 3600 * 1000
+# A session refreshed this recently (ms) is reused as it is by its device (embedded store).
+REFRESH_SLACK_MS = 5_000
 
 
 class StreamSession(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,12 +218,29 @@ class SqlStreamSessions:
         self._engine = engine
 
     async def open(self, candidate: StreamSession, *, limit: int, now_ms: int) -> OpenOutcome:
+        fresh = await self._fresh(candidate, now_ms=now_ms)
+        if fresh is not None:
+            return OpenOutcome(session=fresh, reused=True, previous_movie_id=fresh.movie_id)
         for _ in range(3):  # a lost race to create the account's lock row is retried
             try:
                 return await self._open(candidate, limit=limit, now_ms=now_ms)
             except IntegrityError:
                 continue
         raise RuntimeError("could not take the stream-session lock row")
+
+    async def _fresh(self, candidate: StreamSession, *, now_ms: int) -> StreamSession | None:
+        """The device's live session on the same movie if it was refreshed moments ago (a read)."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(kv_entries.c.value, kv_entries.c.expires_at)
+                .where(_user_rows(candidate.user_id), kv_entries.c.expires_at > now_ms)
+            )).all()
+        for value, expires in rows:
+            session = msgspec.structs.replace(_decode(value), expires_at=expires)
+            if (session.device_id == candidate.device_id and session.movie_id == candidate.movie_id
+                    and expires >= candidate.expires_at - REFRESH_SLACK_MS):
+                return session
+        return None
 
     async def _open(self, candidate: StreamSession, *, limit: int, now_ms: int) -> OpenOutcome:
         lock = f"streams-lock:{candidate.user_id}"
