@@ -15,6 +15,8 @@ from robyn.argument_parser import Config
 from vedina.api import (
     api_keys,
     auth,
+    blog,
+    comments,
     docs,
     genres,
     health,
@@ -25,6 +27,7 @@ from vedina.api import (
     plans,
     playback,
     profiles,
+    sitemap,
     subscriptions,
     uploads,
     users,
@@ -56,10 +59,13 @@ RESOURCE_ROUTERS = [
     ("/api/media", ["media"], media),
     ("/api/uploads", ["uploads"], uploads),
     ("/api", ["playback"], playback),  # /api/movies/:id/playback, /api/playback/sessions
+    ("/api", ["comments"], comments),  # /api/movies/:id/comments, /api/comments/...
     ("/api/webhooks", ["webhooks"], webhooks),
     ("/api/plans", ["plans"], plans),
     ("/api/subscriptions", ["subscriptions"], subscriptions),
     ("/api/payments", ["payments"], payments),
+    ("/api/blog", ["blog"], blog),
+    ("/api", ["sitemap"], sitemap),  # /api/sitemap.xml, /api/sitemaps/:page
     ("/api/auth", ["auth"], auth),
     ("/api/users", ["users"], users),
     ("/api/api-keys", ["api keys"], api_keys),

@@ -32,8 +32,12 @@ from vedina.security.secretbox import SecretBox
 from vedina.services.accounts import AccountService
 from vedina.services.api_keys import ApiKeyService, UsageRecorder
 from vedina.services.auth_state import AuthState
+from vedina.services.blog import BlogService
 from vedina.services.catalog import CatalogService
 from vedina.services.catalog_editor import CatalogEditor
+from vedina.services.comment_limits import CommentRateLimit
+from vedina.services.comment_moderation import ModerationService
+from vedina.services.comments import CommentService
 from vedina.services.entitlements import Entitlements
 from vedina.services.idempotency import IdempotencyService
 from vedina.services.login_guard import LoginGuard
@@ -45,13 +49,16 @@ from vedina.services.principals import Authenticator
 from vedina.services.profiles import ProfileService
 from vedina.services.progress import ProgressWriter
 from vedina.services.sessions import SessionService
+from vedina.services.sitemap import SitemapService
 from vedina.services.subscriptions import SubscriptionService
 from vedina.services.uploads import UploadService
 from vedina.services.viewing import ViewingService
 from vedina.services.webhooks import WebhookService
 from vedina.storage.api_keys import ApiKeyRepository
+from vedina.storage.blog import BlogRepository
 from vedina.storage.broker import JobHandler
 from vedina.storage.catalog_queries import CatalogQueries
+from vedina.storage.comments import CommentRepository
 from vedina.storage.idempotency_keys import IdempotencyKeyRepository
 from vedina.storage.keyvalue import SqlStore
 from vedina.storage.mailer import mail_transport
@@ -80,7 +87,9 @@ CATALOG_TTL = 300
 MEDIA_TTL = 300
 VIEWING_TTL = 30  # progress and continue watching (a movie leaving its window is seen within this)
 PLANS_TTL = 300
+COMMENTS_TTL = 300  # thread pages (every comment write invalidates them sooner)
 ENTITLEMENT_TTL = 300  # an entitlement also carries its own end, so expiry needs no invalidation
+BLOG_TTL = 3600  # posts, feeds and the sitemap (every write invalidates them)
 
 
 @dataclass
@@ -112,6 +121,10 @@ class Services:
     payments: PaymentService
     subscriptions: SubscriptionService
     idempotency: IdempotencyService
+    blog: BlogService
+    sitemap: SitemapService
+    comments: CommentService
+    moderation: ModerationService
     playback: PlaybackService = field(init=False)  # needs catalog and viewing: built right after
     scheduler: Scheduler | None = field(default=None, init=False)  # set by start() where it runs
     job_gauges: JobGauges | None = field(default=None, init=False)
@@ -151,6 +164,7 @@ class Services:
             sweep_task("message_ledger.sweep", 3600, self.message_ledger.sweep),
             sweep_task("uploads.sweep", 60, self.uploads.sweep),
             sweep_task("idempotency_keys.sweep", 3600, self.idempotency.sweep),
+            sweep_task("blog.publish_due", 30, self.blog.publish_due),
             sweep_task("billing.renewals", 60, self.subscriptions.renew_due),
             sweep_task("billing.expiries", 300, self.subscriptions.expire_due),
             sweep_task("billing.reconcile", 60, self.payments.reconcile),
@@ -267,6 +281,14 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         payments=payments,
         subscriptions=subscriptions,
         idempotency=IdempotencyService(keys=IdempotencyKeyRepository(engine)),
+        blog=BlogService(engine=engine, posts=BlogRepository(engine), invalidations=invalidations,
+                         near=near("blog", BLOG_TTL), base_url=settings.public_base_url),
+        sitemap=SitemapService(posts=BlogRepository(engine), near=near("sitemap", BLOG_TTL),
+                               base_url=settings.public_base_url, page_urls=settings.sitemap_page_urls),
+        comments=CommentService(engine=engine, comments=CommentRepository(engine), catalog=catalog,
+                                invalidations=invalidations, pages=near("comments", COMMENTS_TTL),
+                                limit=CommentRateLimit(settings)),
+        moderation=ModerationService(engine=engine, comments=CommentRepository(engine), invalidations=invalidations),
     )
     services.playback = build_playback(settings, resources, catalog=catalog, viewing=services.viewing,
                                        plans=entitlements)

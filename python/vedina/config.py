@@ -75,7 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # all verify (rotation). Empty: one key derived from SESSION_SECRET.
     jwt_signing_keys: str = ""
     sigv4_region: str = "us-east-1"
-    public_base_url: str = "http://localhost:8000"  # links in emails
+    public_base_url: str = "http://localhost:8000"  # links in emails, feeds and the sitemap
+    sitemap_page_urls: int = 50_000  # URLs per sitemap; more make /api/sitemap.xml an index (at most 50,000)
     # Log in only once the email is verified (else registering an address and logging in with
     # the password one chose tells whether the address already had an account).
     require_verified_email: bool = True
@@ -96,6 +97,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_api: str = "300/60s burst 100"
     # Login attempts per account, whatever the client IP (password guessing on one account).
     rate_limit_login_account: str = "1/1m burst 10"
+    # Comment posts per viewer profile (vedina.services.comment_limits).
+    rate_limit_comments: str = "5/1m burst 5"
     rate_limit_shm_path: str = ""  # default: /dev/shm/vedina-<uid>/ratelimit-<DATA_DIR hash>-<PORT>.shm
     rate_limit_redis_timeout_ms: int = 100  # then the host tier decides
     trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed; empty: none
@@ -194,6 +197,7 @@ ENV_VARS: dict[str, str] = {
     "JWT_SIGNING_KEYS": "jwt_signing_keys",
     "SIGV4_REGION": "sigv4_region",
     "PUBLIC_BASE_URL": "public_base_url",
+    "SITEMAP_PAGE_URLS": "sitemap_page_urls",
     "REQUIRE_VERIFIED_EMAIL": "require_verified_email",
     "MAIL_FROM": "mail_from",
     "SMTP_URL": "smtp_url",
@@ -206,6 +210,7 @@ ENV_VARS: dict[str, str] = {
     "RATE_LIMIT_STREAM": "rate_limit_stream",
     "RATE_LIMIT_API": "rate_limit_api",
     "RATE_LIMIT_LOGIN_ACCOUNT": "rate_limit_login_account",
+    "RATE_LIMIT_COMMENTS": "rate_limit_comments",
     "RATE_LIMIT_SHM_PATH": "rate_limit_shm_path",
     "RATE_LIMIT_REDIS_TIMEOUT_MS": "rate_limit_redis_timeout_ms",
     "TRUSTED_PROXIES": "trusted_proxies",
@@ -338,6 +343,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"NEAR_CACHE_ENTRIES must be 0 (no per-worker cache) or more, got {s.near_cache_entries}")
     if s.catalog_cache_ttl_s < 1:
         raise ConfigError(f"CATALOG_CACHE_TTL_S must be at least 1, got {s.catalog_cache_ttl_s}")
+    if not 1 <= s.sitemap_page_urls <= 50_000:
+        raise ConfigError(f"SITEMAP_PAGE_URLS must be between 1 and 50000, got {s.sitemap_page_urls}")
     if s.upload_max_bytes < 1:
         raise ConfigError(f"UPLOAD_MAX_BYTES must be at least 1, got {s.upload_max_bytes}")
     if s.upload_chunk_max_bytes < 1024:
@@ -427,6 +434,7 @@ RATE_LIMIT_VARS = {
     "stream": "RATE_LIMIT_STREAM",
     "api": "RATE_LIMIT_API",
     "login_account": "RATE_LIMIT_LOGIN_ACCOUNT",
+    "comments": "RATE_LIMIT_COMMENTS",
 }
 _RATE = re.compile(r"^(\d+)\s*/\s*(\d*)\s*(ms|s|m|h)(?:\s+burst\s+(\d+))?$", re.IGNORECASE)
 _UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}

@@ -40,6 +40,10 @@ MATRIX = [
     ("GET", "/api/playback/sessions", None, "catalog:read", 200),
     ("GET", "/api/subscriptions", None, "account:self", 200),
     ("GET", "/api/payments", None, "account:self", 200),
+    ("POST", "/api/blog/posts", {"title": "Matrix"}, "blog:write", 201),  # a taken slug made from a title gets -2
+    ("GET", "/api/blog/editor/posts", None, "blog:write", 200),
+    ("GET", "/api/comments/reported", None, "comments:moderate", 200),
+    ("GET", "/api/comments/moderation-log", None, "moderation:read", 200),
 ]
 
 # Guarded endpoints whose calls need a resource of their own (a movie, an upload, a profile, a
@@ -73,6 +77,19 @@ GUARDED_ELSEWHERE = [
         ("GET", "/api/subscriptions/:id/history"), ("GET", "/api/payments/:id")]],
     *[(method, path, "billing:manage") for method, path in [
         ("POST", "/api/plans"), ("PATCH", "/api/plans/:id"), ("POST", "/api/payments/:id/refunds")]],
+    # tests/blog/test_posts.py::test_viewers_and_moderators_cannot_write_and_anonymous_callers_must_sign_in
+    *[(method, path, "blog:write") for method, path in [
+        ("PATCH", "/api/blog/posts/:id"), ("POST", "/api/blog/posts/:id/publish"),
+        ("POST", "/api/blog/posts/:id/schedule"), ("POST", "/api/blog/posts/:id/archive"),
+        ("GET", "/api/blog/editor/posts/:id"), ("GET", "/api/blog/editor/posts/:id/revisions")]],
+    # tests/comments/test_api.py (a movie and a comment of their own; authors only, moderators only)
+    *[(method, path, "account:self") for method, path in [
+        ("POST", "/api/movies/:id/comments"), ("PATCH", "/api/comments/:id"), ("DELETE", "/api/comments/:id"),
+        ("POST", "/api/comments/:id/reports")]],
+    *[(method, path, "comments:moderate") for method, path in [
+        ("POST", "/api/comments/:id/hide"), ("POST", "/api/comments/:id/restore"),
+        ("POST", "/api/comments/:id/dismiss"), ("POST", "/api/comments/bans"),
+        ("DELETE", "/api/comments/bans/:user_id")]],
 ]
 
 

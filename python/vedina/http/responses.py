@@ -55,14 +55,14 @@ def encoded_json_response(body: bytes, *, status: int = 200, headers: dict[str, 
     return Response(status_code=status, headers=Headers({**_JSON_HEADERS, **(headers or {})}), description=body)
 
 
-def document_response(request, document, *, cache_control: str = "no-cache") -> Response:
+def document_response(request, document, *, cache_control: str = "no-cache", content_type: str = JSON) -> Response:
     """An encoded answer (``body`` bytes and a ``tag``) with its ETag; ``304`` when
     the client's ``If-None-Match`` already names it (RFC 9110 §13.1.2)."""
     etag = f'"{document.tag}"'
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and etag_matches(if_none_match, etag):
         return Response(304, Headers({**SECURITY_HEADERS, "etag": etag, "cache-control": cache_control}), b"")
-    headers = Headers({**_JSON_HEADERS, "etag": etag, "cache-control": cache_control})
+    headers = Headers({**_JSON_HEADERS, "etag": etag, "cache-control": cache_control, "content-type": content_type})
     return Response(200, headers, document.body)
 
 
