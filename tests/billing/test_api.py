@@ -161,6 +161,9 @@ def test_bad_subscription_bodies_are_4xx_naming_the_field_and_write_nothing(site
     ({"screens": 0}, "screens"),
     ({"code": "<b>x</b>"}, "code"),
     ({"billing_period": "week"}, "billing_period"),
+    ({"code": "basic\n"}, "code"),
+    ({"currency": "usd\n"}, "currency"),
+    ({"price_minor": 49}, "price_minor"),
 ])
 def test_bad_plans_are_422_and_write_nothing(site, change, field):
     body = {"code": f"bad-{uuid.uuid4().hex[:6]}", "name": "Bad", "tier": "basic", "currency": "usd",

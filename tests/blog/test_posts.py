@@ -200,6 +200,8 @@ BAD_BODIES = [
     ("movie id not a number", b'{"title": "x", "movie_ids": ["1"]}', 422, "movie_ids"),
     ("negative cover id", b'{"title": "x", "cover_asset_id": -1}', 422, "cover_asset_id"),
     ("title of the wrong type", b'{"title": 5}', 422, "title"),
+    ("slug with a trailing newline", b'{"title": "x", "slug": "hello\\n"}', 422, "slug"),
+    ("tag with a trailing newline", b'{"title": "x", "tags": ["news\\n"]}', 422, "tags"),
 ]
 
 
@@ -227,6 +229,7 @@ def test_a_body_that_is_not_json_is_415_and_a_bad_patch_writes_nothing(site):
 @pytest.mark.parametrize("publish_at,field", [
     ("not a date", "publish_at"), ("2026-13-40T00:00:00Z", "publish_at"), ("2030-01-01T00:00:00", "publish_at"),
     ("2001-01-01T00:00:00Z", "publish_at"), ("2999-01-01T00:00:00Z", "publish_at"), (None, "publish_at"),
+    ("0001-01-01T00:00:00+01:00", "publish_at"), ("9999-12-31T23:00:00-14:00", "publish_at"),
 ])
 def test_a_bad_schedule_time_names_publish_at_and_changes_nothing(site, publish_at, field):
     post = site.draft()
@@ -292,3 +295,12 @@ def test_editors_list_posts_of_every_status(site):
     assert not {p["id"] for p in following.json()["items"]} & {p["id"] for p in everything.json()["items"]}
     live = site.editor.get("/api/blog/editor/posts", params={"status": "published", "limit": 50}).json()["items"]
     assert published["id"] in {p["id"] for p in live} and draft["id"] not in {p["id"] for p in live}
+
+
+def test_a_long_post_is_stored_whole(site):
+    """Bodies are MEDIUMTEXT on MariaDB: a post longer than TEXT's 65,535 bytes is kept, not refused."""
+    body = "\n\n".join(f"Paragraph {n}: " + "é" * 700 for n in range(60))  # ~85,000 bytes of UTF-8
+    created = site.editor.post("/api/blog/posts", json={"title": "A long read", "body": body})
+    assert created.status_code == 201, created.text
+    again = site.editor.get(f"/api/blog/editor/posts/{created.json()['id']}")
+    assert again.json()["body_source"] == body

@@ -97,7 +97,7 @@ async def test_concurrent_posts_hides_and_deletes_keep_the_movie_count_exact(ser
     assert (await page(services, movie)).count == visible
 
 
-async def test_the_same_profile_posting_the_same_text_within_ten_minutes_is_a_duplicate(services, resources):
+async def test_the_same_account_posting_the_same_text_within_ten_minutes_is_a_duplicate(services, resources):
     movie, other_movie = await make_movie(resources.engine), await make_movie(resources.engine)
     ann, bob = await viewer(services, resources), await viewer(services, resources)
     await post(services, ann, movie, "Great   film")

@@ -15,7 +15,7 @@ from vedina.http.responses import json_response
 from vedina.security.rbac import API_KEY_SCOPES
 from vedina.state import AppState
 
-KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+\Z")]
 Scope = Annotated[str, msgspec.Meta(max_length=64)]
 
 

@@ -23,12 +23,12 @@ T = TypeVar("T")
 # A pragmatic address check (RFC 5321 lengths, one @, a dot in the domain, no
 # spaces or brackets); whether it really receives mail is what verification is for.
 Email = Annotated[
-    str, msgspec.Meta(min_length=6, max_length=254, pattern=r"^[^@\s<>()\[\],;:\"\\]{1,64}@[^@\s<>()\[\],;:\"\\]+\.[^@\s<>()\[\],;:\"\\.]{2,}$")
+    str, msgspec.Meta(min_length=6, max_length=254, pattern=r"^[^@\s<>()\[\],;:\"\\]{1,64}@[^@\s<>()\[\],;:\"\\]+\.[^@\s<>()\[\],;:\"\\.]{2,}\Z")
 ]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 # Any printable text, stored verbatim (HTML included: responses are JSON with nosniff).
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+\Z")]
+Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_\-]+\Z")]
 
 _AT = re.compile(r" - at `\$(?:\.([^`\[]+))?")
 _NAMED = re.compile(r"field `([^`]+)`")

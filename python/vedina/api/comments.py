@@ -72,7 +72,10 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # an offset that leaves the calendar (year 1 or 9999)
+            raise ValidationFailed("until is out of range", details={"field": "until"}) from None
     return moment.replace(microsecond=0)
 
 

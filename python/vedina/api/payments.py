@@ -18,7 +18,7 @@ from vedina.state import AppState
 
 _CURSOR = re.compile(r"[1-9][0-9]{0,17}")  # a payment id, as next_cursor gives it
 Amount = Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]  # integer minor units
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+\Z")]
 
 
 class RefundCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -15,13 +15,13 @@ from vedina.state import AppState
 
 Tier = Literal["basic", "standard", "premium"]
 Period = Literal["month", "year"]
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*\Z")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+\Z")]
+Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*\Z")]
 # Minor units (cents): integers only; JSON floats are refused by the type. At least the smallest
 # charge providers accept (an offer that costs nothing is PLAYBACK_DEFAULT_PLAN, not a plan).
 Price = Annotated[int, msgspec.Meta(ge=50, le=100_000_000)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{3}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{3}\Z")]
 Screens = Annotated[int, msgspec.Meta(ge=1, le=10)]
 Height = Annotated[int, msgspec.Meta(ge=144, le=4320)]
 TrialDays = Annotated[int, msgspec.Meta(ge=0, le=90)]

@@ -19,7 +19,7 @@ AgeRating = Literal["G", "PG", "PG-13", "R", "NC-17"]
 # no leading or trailing space (MariaDB compares "Kids" and "Kids " as equal).
 _EDGE = r"[^\s\x00-\x1f\x7f-\x9f]"
 ProfileName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=50, pattern=rf"^{_EDGE}(?:[^\x00-\x1f\x7f-\x9f]*{_EDGE})?$")
+    str, msgspec.Meta(min_length=1, max_length=50, pattern=rf"^{_EDGE}(?:[^\x00-\x1f\x7f-\x9f]*{_EDGE})?\Z")
 ]
 
 

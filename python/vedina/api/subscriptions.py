@@ -16,7 +16,7 @@ from vedina.state import AppState
 
 PlanId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 # A payment method from the provider's client-side card form (Stripe: pm_...).
-PaymentMethod = Annotated[str, msgspec.Meta(min_length=4, max_length=100, pattern=r"^pm_[A-Za-z0-9_]+$")]
+PaymentMethod = Annotated[str, msgspec.Meta(min_length=4, max_length=100, pattern=r"^pm_[A-Za-z0-9_]+\Z")]
 
 
 class SubscriptionCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

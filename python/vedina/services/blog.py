@@ -60,11 +60,11 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 # Text that is valid XML 1.0 (feeds carry it) and printable: no control characters but tab and newlines.
 _XML_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]*$"
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\ufffe\uffff]+$")]
-Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\ufffe\uffff]+\Z")]
+Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")]
 Body = Annotated[str, msgspec.Meta(max_length=100_000, pattern=_XML_TEXT)]
 Excerpt = Annotated[str, msgspec.Meta(max_length=500, pattern=_XML_TEXT)]
-Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=10)]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 MovieIds = Annotated[list[Id], msgspec.Meta(max_length=20)]
@@ -224,7 +224,10 @@ def slug_of(title: str) -> str:
 def naive_utc(value: datetime) -> datetime:
     """Stored datetimes are naive UTC at second precision."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # an offset that leaves the calendar (year 1 or 9999)
+            raise ValidationFailed("The time is out of range", details={"field": "publish_at"}) from None
     return value.replace(microsecond=0)
 
 

@@ -211,11 +211,14 @@ class CommentService:
             raise ValidationFailed("order must be newest or oldest", details={"field": "order"})
         after_id = parse_cursor(cursor, order)
         await self._visible_movie(reader.max_age_rating, movie_id)
-        key, depends_on = f"threads:{movie_id}:{order}:{limit}:{after_id}", (comments_key(movie_id),)
-        page = self._pages.peek(key, depends_on)
-        if page is None:
-            page = await self._pages.get_or_load(key, depends_on,
-                                                 lambda: self._load_page(movie_id, order, limit, after_id))
+        if after_id is None:  # first pages (the hot ones) from memory; later pages (any cursor) are read
+            key, depends_on = f"threads:{movie_id}:{order}:{limit}", (comments_key(movie_id),)
+            page = self._pages.peek(key, depends_on)
+            if page is None:
+                page = await self._pages.get_or_load(key, depends_on,
+                                                     lambda: self._load_page(movie_id, order, limit, None))
+        else:
+            page = await self._load_page(movie_id, order, limit, after_id)
         items = [
             CommentThread(**msgspec.structs.asdict(public(row, reader)),
                           replies=[public(reply, reader) for reply in page.replies.get(row["id"], [])],
@@ -245,11 +248,11 @@ class CommentService:
         await self._visible_movie(profile.max_age_rating, movie_id)
         now = self.clock()
         await self._not_banned(profile.user_id, now)
-        await self._limit.charge(profile_id=profile.id)
+        await self._limit.charge(profile_id=profile.id, user_id=profile.user_id)
         async with self._engine.begin() as conn:
             if not await CommentRepository.lock_movie(conn, movie_id):
                 raise NotFound(f"Movie {movie_id} not found", details={"id": movie_id})
-            if await CommentRepository.is_duplicate(conn, movie_id=movie_id, profile_id=profile.id,
+            if await CommentRepository.is_duplicate(conn, movie_id=movie_id, user_id=profile.user_id,
                                                     body_hash=prepared.digest, since=now - DUPLICATE_WINDOW):
                 raise Conflict("You posted this comment on this movie already", code="duplicate_comment",
                                details={"field": "body"})
@@ -284,6 +287,7 @@ class CommentService:
             raise Conflict("Comments can be edited for 15 minutes after posting", code="edit_window_closed",
                            details={"edit_until": (row["created_at"] + EDIT_WINDOW).isoformat()})
         await self._not_banned(profile.user_id, now)
+        await self._limit.charge(profile_id=profile.id, user_id=profile.user_id)  # an edit is a post too
         values: dict[str, Any] = {"edited_at": now}
         if prepared is not None:
             values.update(body_source=prepared.source, body_html=prepared.html, body_hash=prepared.digest)
@@ -324,6 +328,9 @@ class CommentService:
                                                                reason=reason, note=note, now=now)
         except IntegrityError as exc:
             raise Conflict("You reported this comment already", code="already_reported") from exc
+        if report_id is None:  # hidden or deleted meanwhile
+            raise NotFound(f"Comment {comment_id} not found", details={"id": comment_id})
+        await self._invalidations.publish(comments_key(row["movie_id"]))  # moderators see report counts
         return Report(id=report_id, comment_id=comment_id, reason=reason, note=note, created_at=now)
 
     # -- helpers ---------------------------------------------------------------------

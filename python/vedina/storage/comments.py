@@ -133,10 +133,11 @@ class CommentRepository:
         return result.rowcount > 0
 
     @staticmethod
-    async def is_duplicate(conn: AsyncConnection, *, movie_id: int, profile_id: int, body_hash: str,
+    async def is_duplicate(conn: AsyncConnection, *, movie_id: int, user_id: int, body_hash: str,
                            since: datetime) -> bool:
+        """Whether the account (any of its profiles) posted this text on the movie since ``since``."""
         query = sa.select(_C.id).where(
-            _C.movie_id == movie_id, _C.profile_id == profile_id, _C.body_hash == body_hash,
+            _C.movie_id == movie_id, _C.user_id == user_id, _C.body_hash == body_hash,
             _C.created_at >= since, _C.status != "deleted",
         ).limit(1)
         return (await conn.execute(query)).first() is not None
@@ -145,7 +146,8 @@ class CommentRepository:
     async def locked(conn: AsyncConnection, comment_id: int) -> dict[str, Any] | None:
         """The comment's row, read after a no-op write locked it for the transaction."""
         await conn.execute(sa.update(comments).where(_C.id == comment_id).values(status=_C.status))
-        row = (await conn.execute(sa.select(comments).where(_C.id == comment_id))).mappings().first()
+        # A locking read: on MariaDB it sees the latest commit, not the transaction's snapshot.
+        row = (await conn.execute(sa.select(comments).where(_C.id == comment_id).with_for_update())).mappings().first()
         return None if row is None else plain(row)
 
     @staticmethod
@@ -173,11 +175,17 @@ class CommentRepository:
 
     @staticmethod
     async def add_report(conn: AsyncConnection, *, comment_id: int, user_id: int, reason: str, note: str,
-                         now: datetime) -> int:
-        """Raises IntegrityError when this user reported the comment already (unique comment_id, user_id)."""
+                         now: datetime) -> int | None:
+        """The report's id; None when the comment is not visible (any more). Raises IntegrityError
+        when this user reported the comment already (unique comment_id, user_id)."""
+        counted = await conn.execute(  # first, and only while visible: a deleted comment gets no report
+            sa.update(comments).where(_C.id == comment_id, _C.status == "visible")
+            .values(report_count=_C.report_count + 1)
+        )
+        if counted.rowcount != 1:
+            return None
         result = await conn.execute(sa.insert(comment_reports).values(
             comment_id=comment_id, user_id=user_id, reason=reason, note=note, created_at=now))
-        await conn.execute(sa.update(comments).where(_C.id == comment_id).values(report_count=_C.report_count + 1))
         return int(result.inserted_primary_key[0])
 
     @staticmethod

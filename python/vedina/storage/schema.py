@@ -546,6 +546,10 @@ idempotency_keys = sa.Table(
 
 # -- community: comments (migration 0008) --------------------------------------------
 
+# Bodies: MariaDB's TEXT holds 65,535 bytes, less than a long post (or a comment's rendered HTML
+# of multi-byte characters); MEDIUMTEXT holds 16 MiB. SQLite's TEXT has no such limit.
+Body = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
 COMMENT_STATUSES = ("visible", "hidden", "deleted")
 REPORT_REASONS = ("spam", "abuse", "spoiler", "off_topic", "other")
 
@@ -562,8 +566,8 @@ comments = sa.Table(
     sa.Column("author_name", sa.String(50), nullable=False),  # the profile's name when posted
     sa.Column("parent_id", Id, sa.ForeignKey("comments.id", ondelete="SET NULL"), nullable=True),
     sa.Column("root_id", Id, nullable=True),
-    sa.Column("body_source", sa.Text(), nullable=False),
-    sa.Column("body_html", sa.Text(), nullable=False),
+    sa.Column("body_source", Body, nullable=False),
+    sa.Column("body_html", Body, nullable=False),
     sa.Column("body_hash", Exact(64), nullable=False),  # sha256 of the normalised source: the duplicate guard
     sa.Column("spoiler", sa.Boolean(), nullable=False, default=False),
     sa.Column("status", sa.String(16), nullable=False, default="visible"),  # COMMENT_STATUSES
@@ -632,8 +636,8 @@ blog_posts = sa.Table(
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("slug", Exact(120), nullable=False, unique=True),
     sa.Column("title", sa.String(200), nullable=False),
-    sa.Column("body_source", sa.Text(), nullable=False),
-    sa.Column("body_html", sa.Text(), nullable=False),
+    sa.Column("body_source", Body, nullable=False),
+    sa.Column("body_html", Body, nullable=False),
     sa.Column("excerpt", sa.String(500), nullable=False, default=""),
     sa.Column("cover_asset_id", Id, sa.ForeignKey("media_assets.id", ondelete="SET NULL"), nullable=True),
     sa.Column("status", sa.String(16), nullable=False, default="draft"),  # POST_STATUSES
@@ -670,7 +674,7 @@ blog_revisions = sa.Table(
     sa.Column("post_id", Id, sa.ForeignKey("blog_posts.id", ondelete="CASCADE"), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("title", sa.String(200), nullable=False),
-    sa.Column("body_source", sa.Text(), nullable=False),
+    sa.Column("body_source", Body, nullable=False),
     sa.Column("excerpt", sa.String(500), nullable=False),
     sa.Column("editor_id", Id, nullable=True),
     sa.Column("created_at", sa.DateTime(), nullable=False),
