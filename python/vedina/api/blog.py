@@ -15,15 +15,14 @@ import re
 from robyn import Request, SubRouter
 
 from vedina.api.bodies import decode_body
-from vedina.api.params import path_int, query_int
-from vedina.errors import PreconditionRequired, ValidationFailed
+from vedina.api.params import if_match_version, path_int, query_int
+from vedina.errors import ValidationFailed
 from vedina.http.auth import principal_of, requires
 from vedina.http.responses import document_response, json_response
 from vedina.services.blog import MAX_PAGE, SLUG, TAG, PostCreate, PostEditor, PostPatch, Schedule
 from vedina.state import AppState
 from vedina.storage.schema import POST_STATUSES
 
-_IF_MATCH_VERSION = re.compile(r'\s*(?:W/)?"?(\d{1,9})"?\s*')
 _VERSION = re.compile(r"[0-9]{1,9}")
 RSS = "application/rss+xml; charset=utf-8"
 ATOM = "application/atom+xml; charset=utf-8"
@@ -41,21 +40,6 @@ def text_param(request: Request, name: str, *, pattern: re.Pattern, max_length: 
         raise ValidationFailed(f"{name} is not valid", details={"field": name})
     return value
 
-
-def if_match_version(request: Request, *, required: bool) -> int | None:
-    """The version an edit was made from (None: ``*`` or, when allowed, absent)."""
-    value = request.headers.get("if-match")
-    if value is None:
-        if required:
-            raise PreconditionRequired("Send If-Match with the ETag of the post you edited",
-                                       details={"field": "If-Match"})
-        return None
-    if value.strip() == "*":
-        return None
-    match = _IF_MATCH_VERSION.fullmatch(value)
-    if match is None:
-        raise ValidationFailed("If-Match must be the post's ETag", details={"field": "If-Match"})
-    return int(match.group(1))
 
 
 def editor_id_of(request: Request) -> int | None:
@@ -137,20 +121,20 @@ def register(router: SubRouter, state: AppState) -> None:
     @requires("blog:write", csrf_tokens=csrf)
     async def update_post(request: Request):
         post_id = path_int(request, "id")
-        version = if_match_version(request, required=True)
+        version = if_match_version(request, required=True, what="post")
         patch = decode_body(request, PostPatch)
         return post_answer(await blog().update(post_id, patch, if_version=version, editor_id=editor_id_of(request)))
 
     @router.post("/posts/:id/publish", openapi_name="Publish a draft or scheduled post now")
     @requires("blog:write", csrf_tokens=csrf)
     async def publish_post(request: Request):
-        post_id, version = path_int(request, "id"), if_match_version(request, required=False)
+        post_id, version = path_int(request, "id"), if_match_version(request, required=False, what="post")
         return post_answer(await blog().publish(post_id, if_version=version, editor_id=editor_id_of(request)))
 
     @router.post("/posts/:id/schedule", openapi_name="Schedule a post to publish itself at publish_at")
     @requires("blog:write", csrf_tokens=csrf)
     async def schedule_post(request: Request):
-        post_id, version = path_int(request, "id"), if_match_version(request, required=False)
+        post_id, version = path_int(request, "id"), if_match_version(request, required=False, what="post")
         body = decode_body(request, Schedule)
         return post_answer(await blog().schedule(post_id, publish_at=body.publish_at, if_version=version,
                                                  editor_id=editor_id_of(request)))
@@ -158,5 +142,5 @@ def register(router: SubRouter, state: AppState) -> None:
     @router.post("/posts/:id/archive", openapi_name="Archive a post (gone from the list, detail and feeds)")
     @requires("blog:write", csrf_tokens=csrf)
     async def archive_post(request: Request):
-        post_id, version = path_int(request, "id"), if_match_version(request, required=False)
+        post_id, version = path_int(request, "id"), if_match_version(request, required=False, what="post")
         return post_answer(await blog().archive(post_id, if_version=version, editor_id=editor_id_of(request)))

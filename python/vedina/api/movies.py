@@ -14,8 +14,8 @@ from robyn import Request, SubRouter
 
 from vedina.api.audience import audience_of
 from vedina.api.bodies import decode_body, no_content
-from vedina.api.params import path_int, query_int
-from vedina.errors import PreconditionRequired, ValidationFailed
+from vedina.api.params import if_match_version, path_int, query_int
+from vedina.errors import ValidationFailed
 from vedina.http.auth import requires
 from vedina.http.context import context_of
 from vedina.http.responses import document_response, json_response
@@ -28,7 +28,6 @@ from vedina.storage.schema import AGE_RATINGS
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 _GENRE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # If-Match: "7.<digest>" (our ETag), "7", W/ forms, or *.
-_IF_MATCH_VERSION = re.compile(r'\s*(?:W/)?"?(\d{1,9})(?:\.[0-9a-f]*)?"?\s*')
 _QUERY_PARAMS = {
     "q", "sort", "cursor", "limit", "genre", "year_from", "year_to", "language", "age_rating", "person", "status",
 }
@@ -75,21 +74,6 @@ def parse_query(request: Request) -> MovieQuery:
     )
 
 
-def if_match_version(request: Request, *, required: bool) -> int | None:
-    """The version an edit was made from (None: ``*`` or, when allowed, absent)."""
-    value = request.headers.get("if-match")
-    if value is None:
-        if required:
-            raise PreconditionRequired("Send If-Match with the ETag of the movie you edited",
-                                       details={"field": "If-Match"})
-        return None
-    if value.strip() == "*":
-        return None
-    match = _IF_MATCH_VERSION.fullmatch(value)
-    if match is None:
-        raise ValidationFailed("If-Match must be the movie's ETag", details={"field": "If-Match"})
-    return int(match.group(1))
-
 
 def _version_answer(movie_id: int, version: int, *, status: int = 200):
     return json_response({"id": movie_id, "version": version}, status=status, headers={"etag": f'"{version}"'})
@@ -123,14 +107,15 @@ def register(router: SubRouter, state: AppState) -> None:
     @requires("catalog:write", csrf_tokens=csrf)
     async def update_movie(request: Request):
         movie_id = path_int(request, "id")
-        version = if_match_version(request, required=True)
+        version = if_match_version(request, required=True, what="movie")
         patch = decode_body(request, MoviePatch)
         return _version_answer(movie_id, await state.services.catalog_editor.update(movie_id, patch, if_version=version))
 
     async def set_published(request: Request, published: bool):
         movie_id, editor = path_int(request, "id"), state.services.catalog_editor
         change = editor.publish if published else editor.unpublish
-        return _version_answer(movie_id, await change(movie_id, if_version=if_match_version(request, required=False)))
+        version = if_match_version(request, required=False, what="movie")
+        return _version_answer(movie_id, await change(movie_id, if_version=version))
 
     @router.post("/:id/publish", openapi_name="Publish a movie")
     @requires("catalog:write", csrf_tokens=csrf)
@@ -146,7 +131,8 @@ def register(router: SubRouter, state: AppState) -> None:
     @requires("catalog:write", csrf_tokens=csrf)
     async def delete_movie(request: Request):
         movie_id = path_int(request, "id")
-        await state.services.catalog_editor.delete(movie_id, if_version=if_match_version(request, required=False))
+        version = if_match_version(request, required=False, what="movie")
+        await state.services.catalog_editor.delete(movie_id, if_version=version)
         return no_content()
 
     @router.delete("/:id/media/:asset_id", openapi_name="Detach a media asset from a movie")

@@ -6,7 +6,7 @@ import re
 
 from robyn import Request
 
-from vedina.errors import ValidationFailed
+from vedina.errors import PreconditionRequired, ValidationFailed
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
@@ -30,3 +30,23 @@ def query_int(request: Request, name: str, *, default: int, minimum: int, maximu
 
 def path_int(request: Request, name: str) -> int:
     return _int(request.path_params.get(name, ""), name=name, minimum=1, maximum=2**63 - 1)
+
+
+_IF_MATCH_VERSION = re.compile(r'\s*(?:W/)?"?(\d{1,9})(?:\.[0-9a-f]*)?"?\s*')
+
+
+def if_match_version(request: Request, *, required: bool, what: str) -> int | None:
+    """The version an edit was made from, from ``If-Match`` (the resource's ETag, ``"<version>"`` or
+    ``"<version>.<hash>"``); None for ``*`` or, when not ``required``, absent (428 when required)."""
+    value = request.headers.get("if-match")
+    if value is None:
+        if required:
+            raise PreconditionRequired(f"Send If-Match with the ETag of the {what} you edited",
+                                       details={"field": "If-Match"})
+        return None
+    if value.strip() == "*":
+        return None
+    match = _IF_MATCH_VERSION.fullmatch(value)
+    if match is None:
+        raise ValidationFailed(f"If-Match must be the {what}'s ETag", details={"field": "If-Match"})
+    return int(match.group(1))

@@ -28,9 +28,9 @@ from vedina.storage.schema import (
     comment_reports,
     comments,
     moderation_actions,
-    movies,
     users,
 )
+from vedina.storage.viewing import ViewingRepository
 
 _C = comments.c
 _ROOT = _C.root_id.is_(None)
@@ -124,13 +124,8 @@ class CommentRepository:
 
     # -- writes (the caller's transaction) -------------------------------------------
 
-    @staticmethod
-    async def lock_movie(conn: AsyncConnection, movie_id: int) -> bool:
-        """Serialise the movie's posts for the rest of the transaction; False: no such movie."""
-        result = await conn.execute(
-            sa.update(movies).where(movies.c.id == movie_id).values(rating_count=movies.c.rating_count)
-        )
-        return result.rowcount > 0
+    # Serialise the movie's posts for the rest of the transaction (the movie row's lock); False: no such movie.
+    lock_movie = staticmethod(ViewingRepository.lock_movie)
 
     @staticmethod
     async def is_duplicate(conn: AsyncConnection, *, movie_id: int, user_id: int, body_hash: str,
