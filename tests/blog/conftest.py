@@ -90,9 +90,9 @@ class BlogSite:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    def movie(self, *, publish: bool) -> dict:
+    def movie(self, *, publish: bool, **fields) -> dict:
         """A movie made by the editor (the editor role may write the catalog too)."""
-        created = self.editor.post("/api/movies", json={"title": f"Film {uuid.uuid4().hex[:8]}"})
+        created = self.editor.post("/api/movies", json={"title": f"Film {uuid.uuid4().hex[:8]}", **fields})
         assert created.status_code == 201, created.text
         movie_id = created.json()["id"]
         if publish:

@@ -83,11 +83,12 @@ def test_the_sitemap_lists_published_posts_and_movies_only(site):
     archived = site.published()
     site.editor.post(f"/api/blog/posts/{archived['id']}/archive")
     movie, hidden = site.movie(publish=True), site.movie(publish=False)
+    embargoed = site.movie(publish=True, available_from="2099-01-01T00:00:00Z")  # published, not yet available
     root, locations = _sitemap_locations(site)
     assert root.tag == f"{SITEMAP}urlset"
     assert f"{BASE_URL}/blog/{post['slug']}" in locations and f"{BASE_URL}/movies/{movie['slug']}" in locations
     for absent in (f"{BASE_URL}/blog/{draft['slug']}", f"{BASE_URL}/blog/{archived['slug']}",
-                   f"{BASE_URL}/movies/{hidden['slug']}"):
+                   f"{BASE_URL}/movies/{hidden['slug']}", f"{BASE_URL}/movies/{embargoed['slug']}"):
         assert absent not in locations
     for url in root.iter(f"{SITEMAP}url"):
         assert datetime.fromisoformat(url.find(f"{SITEMAP}lastmod").text.replace("Z", "+00:00")).tzinfo is not None

@@ -33,6 +33,15 @@ POST_COLUMNS = (
 _POSTS_WITH_AUTHOR = blog_posts.outerjoin(users, users.c.id == blog_posts.c.author_id)
 
 
+
+def shown_movies(now: datetime):
+    """Movies anyone may see now: published and inside their availability window (the catalog's rule)."""
+    return sa.and_(
+        movies.c.status == "published",
+        sa.or_(movies.c.available_from.is_(None), movies.c.available_from <= now),
+        sa.or_(movies.c.available_until.is_(None), movies.c.available_until > now),
+    )
+
 class BlogRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -55,7 +64,7 @@ class BlogRepository:
             post["movies"] = [plain(m) for m in (await conn.execute(
                 sa.select(movies.c.id, movies.c.slug, movies.c.title)
                 .join(blog_post_movies, blog_post_movies.c.movie_id == movies.c.id)
-                .where(blog_post_movies.c.post_id == post["id"], movies.c.status == "published")
+                .where(blog_post_movies.c.post_id == post["id"], shown_movies(utcnow()))
                 .order_by(movies.c.id))).mappings()]
         return post
 
@@ -116,7 +125,7 @@ class BlogRepository:
             posts = (await conn.execute(sa.select(sa.func.count()).select_from(blog_posts)
                                         .where(blog_posts.c.status == "published"))).scalar_one()
             films = (await conn.execute(sa.select(sa.func.count()).select_from(movies)
-                                        .where(movies.c.status == "published"))).scalar_one()
+                                        .where(shown_movies(utcnow())))).scalar_one()
         return posts, films
 
     async def sitemap_posts(self, *, offset: int, limit: int) -> list[tuple[str, datetime]]:
@@ -126,7 +135,7 @@ class BlogRepository:
             return [(slug, updated) for slug, updated in await conn.execute(query)]
 
     async def sitemap_movies(self, *, offset: int, limit: int) -> list[tuple[str, datetime]]:
-        query = (sa.select(movies.c.slug, movies.c.updated_at).where(movies.c.status == "published")
+        query = (sa.select(movies.c.slug, movies.c.updated_at).where(shown_movies(utcnow()))
                  .order_by(movies.c.id).offset(offset).limit(limit))
         async with self._engine.connect() as conn:
             return [(slug, updated) for slug, updated in await conn.execute(query)]
