@@ -299,22 +299,29 @@ class BlogService:
                             limit=limit)
 
     async def create(self, body: PostCreate, *, editor_id: int | None) -> PostEditor:
-        try:
-            async with self._engine.begin() as conn:
-                await self._check_parts(conn, cover_asset_id=body.cover_asset_id, movie_ids=body.movie_ids)
-                slug = body.slug
-                if slug is None:
-                    slug = await self._free_slug(conn, slug_of(body.title))
-                post_id = await self._posts.insert(
-                    conn, slug=slug, title=body.title, body_source=body.body, body_html=render_post(body.body),
-                    excerpt=body.excerpt, cover_asset_id=body.cover_asset_id, status="draft", author_id=editor_id,
-                )
-                await self._posts.set_tags(conn, post_id, list(dict.fromkeys(body.tags)))
-                await self._posts.set_movies(conn, post_id, list(dict.fromkeys(body.movie_ids)))
-                await self._posts.add_revision(conn, post_id, version=1, title=body.title, body_source=body.body,
-                                               excerpt=body.excerpt, editor_id=editor_id)
-        except IntegrityError:
-            raise Conflict("A post with this slug exists", details={"field": "slug", "slug": body.slug}) from None
+        html = render_post(body.body)
+        for attempt in range(3):
+            try:
+                async with self._engine.begin() as conn:
+                    await self._check_parts(conn, cover_asset_id=body.cover_asset_id, movie_ids=body.movie_ids)
+                    slug = body.slug
+                    if slug is None:
+                        slug = await self._free_slug(conn, slug_of(body.title))
+                    post_id = await self._posts.insert(
+                        conn, slug=slug, title=body.title, body_source=body.body, body_html=html,
+                        excerpt=body.excerpt, cover_asset_id=body.cover_asset_id, status="draft", author_id=editor_id,
+                    )
+                    await self._posts.set_tags(conn, post_id, list(dict.fromkeys(body.tags)))
+                    await self._posts.set_movies(conn, post_id, list(dict.fromkeys(body.movie_ids)))
+                    await self._posts.add_revision(conn, post_id, version=1, title=body.title, body_source=body.body,
+                                                   excerpt=body.excerpt, editor_id=editor_id)
+                break
+            except IntegrityError:
+                # A slug the editor chose is theirs to change; a generated one lost a race with a
+                # post of the same title: the next free one is taken.
+                if body.slug is not None or attempt == 2:
+                    raise Conflict("A post with this slug exists",
+                                   details={"field": "slug", "slug": body.slug}) from None
         await self._changed()
         return await self.editor_get(post_id)
 
