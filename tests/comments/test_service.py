@@ -165,7 +165,7 @@ async def test_a_deleted_comment_is_a_tombstone_that_keeps_its_thread(services, 
         await post(services, bob, movie, "late reply", parent_id=top.id)
 
 
-async def test_a_hidden_comment_is_a_placeholder_except_for_its_author_and_moderators(services, resources):
+async def test_a_hidden_comment_has_no_body_except_for_its_author_and_moderators(services, resources):
     movie = await make_movie(resources.engine)
     ann, bob = await viewer(services, resources), await viewer(services, resources)
     comment = await post(services, ann, movie, "rude words")

@@ -10,20 +10,21 @@ Rules, in one place:
   is listed with the thread and keeps its parent.
 - *Bodies*: a small Markdown subset rendered and cleaned by
   :func:`vedina.security.markup.render_comment`; both the source and the HTML
-  are stored and returned. The same profile posting the same normalised body
+  are stored and returned. The same account posting the same normalised body
   (case and whitespace ignored) on one movie within ``DUPLICATE_WINDOW`` is
-  409 ``duplicate_comment``; posts are charged to the profile's budget
+  409 ``duplicate_comment``; posts and edits are charged to the account's budget
   (:mod:`vedina.services.comment_limits`).
 - *Authors* (the account and profile that posted) edit within ``EDIT_WINDOW``
   (``edited_at`` set) and delete at any time: a tombstone (status ``deleted``,
   body cleared) keeps the thread's shape. Nobody else edits or deletes; a user
   banned from commenting (:mod:`vedina.services.comment_moderation`) neither
   posts nor edits (403 ``comment_banned``).
-- *Who sees what*: hidden comments are placeholders without a body, except for
-  their author (with the reason) and moderators; tombstones have no body.
+- *Who sees what*: a hidden comment is answered with its status and no body,
+  except to its author (with the reason) and moderators; tombstones have no body.
 
-Thread pages are cached per worker (:class:`NearCache`) keyed by movie, order,
-limit and cursor, and depend on ``comments:movie:<id>``, published after every
+First thread pages are cached per worker (:class:`NearCache`) keyed by movie,
+order and limit (later pages are read each time, so forged cursors cannot fill
+memory), and depend on ``comments:movie:<id>``, published after every
 write that changes what a page shows; the page is cached as data and rendered
 per reader (the author of a hidden comment sees more than others).
 
