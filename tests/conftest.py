@@ -107,6 +107,19 @@ async def reset_database(settings: Settings) -> None:
 _migrated: set[str] = set()
 
 
+def fresh_database(profile: str, env: dict[str, str]) -> None:
+    """An empty, migrated database for a live server's ``env`` (on the real profile its Redis db emptied too)."""
+    if profile == "real":
+        import asyncio
+
+        import redis
+
+        asyncio.run(reset_database(load_settings(env)))
+        redis.from_url(env["REDIS_URL"]).flushdb()
+    else:
+        run_cli(env, "migrate")
+
+
 @pytest.fixture(params=PROFILES)
 def profile(request) -> str:
     require_profile(request.param)
@@ -345,15 +358,7 @@ def live_data(tmp_path_factory) -> Iterator:
                 profile, tmp_path_factory.mktemp(f"live-{profile}"),
                 database=LIVE_DB, redis_db=LIVE_REDIS_DB, amqp_prefix=f"{LIVE_DB}-live",
             )
-            if profile == "real":
-                import asyncio
-
-                import redis
-
-                asyncio.run(reset_database(load_settings(env)))
-                redis.from_url(env["REDIS_URL"]).flushdb()
-            else:
-                run_cli(env, "migrate")
+            fresh_database(profile, env)
             run_cli(env, "demo-data")
             if profile == "real":
                 workers.append(subprocess.Popen([VEDINA, "worker"], env={**os.environ, **env}, start_new_session=True,

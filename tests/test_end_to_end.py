@@ -10,7 +10,6 @@ a lower age limit cannot see the movie, and a third device is refused with 409.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -29,14 +28,12 @@ from tests.conftest import (
     TEST_DB,
     VEDINA,
     LiveServer,
+    fresh_database,
     profile_env,
     require_profile,
-    reset_database,
-    run_cli,
     signed_in,
 )
 from tests.jobs.media_helpers import make_clip
-from vedina.config import load_settings
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +57,10 @@ def deployment(request, tmp_path):
         "RATE_LIMIT_ENABLED": "false", "TRANSCODE_PRESET": "ultrafast", "MAX_CONCURRENT_STREAMS": "2",
     }
     worker = None
+    fresh_database(request.param, env)
     if request.param == "real":
-        import redis
-
-        asyncio.run(reset_database(load_settings(env)))
-        redis.from_url(env["REDIS_URL"]).flushdb()
         worker = subprocess.Popen([VEDINA, "worker"], env={**os.environ, **env}, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"))
-    else:
-        run_cli(env, "migrate")
     live = LiveServer(server="granian", env=env, workers=2)
     yield live, env, tmp_path
     live.stop()

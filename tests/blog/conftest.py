@@ -16,11 +16,10 @@ from tests.conftest import (
     TEST_DB,
     TEST_REDIS_DB,
     LiveServer,
+    fresh_database,
     profile_env,
     query_rows,
     require_profile,
-    reset_database,
-    run_cli,
     signed_in,
 )
 from vedina.composition import open_services
@@ -112,13 +111,7 @@ def site(request, tmp_path_factory):
     env = profile_env(request.param, data_dir, database=TEST_DB, redis_db=TEST_REDIS_DB,
                       amqp_prefix=f"blog-{uuid.uuid4().hex[:6]}")
     env["PUBLIC_BASE_URL"] = BASE_URL
-    if request.param == "real":
-        import redis
-
-        asyncio.run(reset_database(load_settings(env)))
-        redis.from_url(env["REDIS_URL"]).flushdb()
-    else:
-        run_cli(env, "migrate")
+    fresh_database(request.param, env)
     live = LiveServer(server="granian", env=env)
     built = BlogSite(live)
     yield built

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
@@ -12,11 +11,10 @@ from tests.conftest import (
     PROFILES,
     TEST_DB,
     LiveServer,
+    fresh_database,
     profile_env,
     query_rows,
     require_profile,
-    reset_database,
-    run_cli,
     signed_in,
 )
 from vedina.config import load_settings
@@ -58,13 +56,7 @@ def site(request, tmp_path_factory):
     require_profile(request.param)
     data_dir = tmp_path_factory.mktemp(f"catalog-{request.param}")
     env = profile_env(request.param, data_dir, database=TEST_DB, redis_db=3, amqp_prefix=f"cat-{uuid.uuid4().hex[:6]}")
-    if request.param == "real":
-        import redis
-
-        asyncio.run(reset_database(load_settings(env)))
-        redis.from_url(env["REDIS_URL"]).flushdb()
-    else:
-        run_cli(env, "migrate")
+    fresh_database(request.param, env)
     live = LiveServer(server="granian", env=env)
     built = Site(live)
     yield built
