@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -87,7 +87,8 @@ class PaymentPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-def _iso(moment) -> str | None:
+def iso_time(moment: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with ``Z``."""
     return None if moment is None else moment.isoformat() + "Z"
 
 
@@ -96,10 +97,10 @@ def public_payment(row: dict[str, Any], refunds: list[dict[str, Any]] | None = N
         id=row["id"], subscription_id=row["subscription_id"], purpose=row["purpose"], period_number=row["period_number"],
         amount_minor=row["amount_minor"], currency=row["currency"], status=row["status"],
         refunded_minor=row["refunded_minor"], failure_code=row["failure_code"], failure_message=row["failure_message"],
-        created_at=_iso(row["created_at"]), succeeded_at=_iso(row["succeeded_at"]),
+        created_at=iso_time(row["created_at"]), succeeded_at=iso_time(row["succeeded_at"]),
         refunds=None if refunds is None else [
             RefundPublic(id=r["id"], amount_minor=r["amount_minor"], currency=r["currency"], status=r["status"],
-                         reason=r["reason"], created_at=_iso(r["created_at"]))
+                         reason=r["reason"], created_at=iso_time(r["created_at"]))
             for r in refunds
         ],
     )

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vedina.errors import Conflict, NotFound, PaymentDeclined, ValidationFailed
 from vedina.services.billing_rules import add_period, is_upgrade, prorate
 from vedina.services.entitlements import billing_key
-from vedina.services.payments import PaymentPublic, PaymentService, new_provider_key, public_payment
+from vedina.services.payments import PaymentPublic, PaymentService, iso_time, new_provider_key, public_payment
 from vedina.services.plans import PLANS_KEY, Plan, plan_of
 from vedina.storage.invalidation import Invalidations
 from vedina.storage.near_cache import NearCache
@@ -114,10 +114,6 @@ class SubscriptionHistory(msgspec.Struct, kw_only=True):
 
 class SubscriptionList(msgspec.Struct, kw_only=True):
     items: list[SubscriptionPublic]
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat() + "Z"
 
 
 class SubscriptionService:
@@ -327,7 +323,7 @@ class SubscriptionService:
                 raise Conflict("The subscription already ends at its period's end", code="already_canceled")
             else:
                 await self._transition(conn, subscription, "cancel_scheduled", actor_id=user_id,
-                                       detail={"ends_at": _iso(subscription["current_period_end"])},
+                                       detail={"ends_at": iso_time(subscription["current_period_end"])},
                                        cancel_at_period_end=True, canceled_at=now)
         await self._changed(user_id)
         return await self.get(subscription_id=subscription["id"])
@@ -385,7 +381,7 @@ class SubscriptionService:
                 # A downgrade, or any change of billing period, starts with the next period.
                 await self._transition(conn, subscription, "downgrade_scheduled", actor_id=user_id,
                                        detail={"to_plan_version_id": target["version_id"],
-                                               "at": _iso(subscription["current_period_end"])},
+                                               "at": iso_time(subscription["current_period_end"])},
                                        pending_plan_version_id=target["version_id"])
             else:
                 start, end = subscription["current_period_start"], subscription["current_period_end"]
@@ -535,7 +531,7 @@ class SubscriptionService:
         await self.get(subscription_id=subscription_id, user_id=user_id)  # 404 for another account's
         return SubscriptionHistory(subscription_id=subscription_id, items=[
             SubscriptionEvent(event=e["event"], from_status=e["from_status"], to_status=e["to_status"],
-                              detail=e["detail"] or {}, actor_id=e["actor_id"], created_at=_iso(e["created_at"]))
+                              detail=e["detail"] or {}, actor_id=e["actor_id"], created_at=iso_time(e["created_at"]))
             for e in await self._subscriptions.events(subscription_id)
         ])
 
@@ -544,18 +540,13 @@ class SubscriptionService:
             plan = await self._plans.version(conn, row["plan_version_id"])
             pending = (await self._plans.version(conn, row["pending_plan_version_id"])
                        if row["pending_plan_version_id"] else None)
-            latest = await self._latest_payment(conn, row["id"])
+            latest = await self._subscriptions.latest_payment(conn, row["id"])
         return SubscriptionPublic(
             id=row["id"], status=row["status"], plan=plan_of(plan), pending_plan=plan_of(pending) if pending else None,
-            current_period_start=_iso(row["current_period_start"]), current_period_end=_iso(row["current_period_end"]),
-            trial_end=_iso(row["trial_end"]), cancel_at_period_end=bool(row["cancel_at_period_end"]),
-            past_due_since=_iso(row["past_due_since"]), canceled_at=_iso(row["canceled_at"]),
-            ended_at=_iso(row["ended_at"]), created_at=_iso(row["created_at"]),
+            current_period_start=iso_time(row["current_period_start"]), current_period_end=iso_time(row["current_period_end"]),
+            trial_end=iso_time(row["trial_end"]), cancel_at_period_end=bool(row["cancel_at_period_end"]),
+            past_due_since=iso_time(row["past_due_since"]), canceled_at=iso_time(row["canceled_at"]),
+            ended_at=iso_time(row["ended_at"]), created_at=iso_time(row["created_at"]),
             latest_payment=public_payment(latest) if latest else None,
         )
 
-    async def _latest_payment(self, conn: AsyncConnection, subscription_id: int) -> dict[str, Any] | None:
-        candidates = [await self._subscriptions.latest_payment(conn, subscription_id, p)
-                      for p in ("initial", "renewal", "upgrade")]
-        found = [c for c in candidates if c is not None]
-        return max(found, key=lambda c: c["id"]) if found else None

@@ -152,13 +152,13 @@ class SubscriptionRepository:
         return None if row is None else plain(row)
 
     @staticmethod
-    async def latest_payment(conn: AsyncConnection, subscription_id: int, purpose: str) -> dict[str, Any] | None:
-        query = (
-            sa.select(payments)
-            .where(payments.c.subscription_id == subscription_id, payments.c.purpose == purpose)
-            .order_by(payments.c.id.desc())
-            .limit(1)
-        )
+    async def latest_payment(conn: AsyncConnection, subscription_id: int,
+                             purpose: str | None = None) -> dict[str, Any] | None:
+        """The subscription's newest payment (of ``purpose``, or of any)."""
+        query = sa.select(payments).where(payments.c.subscription_id == subscription_id)
+        if purpose is not None:
+            query = query.where(payments.c.purpose == purpose)
+        query = query.order_by(payments.c.id.desc()).limit(1)
         row = (await conn.execute(query)).mappings().first()
         return None if row is None else plain(row)
 
