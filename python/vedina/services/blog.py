@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -216,6 +217,9 @@ def decode_cursor(cursor: str, order: str) -> tuple[datetime, int]:
     return moment, last_id
 
 
+_SLUG_ATTEMPTS = 4
+
+
 def slug_of(title: str) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", "-", ascii_title).strip("-")[:100].strip("-") or "post"
@@ -300,13 +304,13 @@ class BlogService:
 
     async def create(self, body: PostCreate, *, editor_id: int | None) -> PostEditor:
         html = render_post(body.body)
-        for attempt in range(3):
+        for attempt in range(_SLUG_ATTEMPTS):
             try:
                 async with self._engine.begin() as conn:
                     await self._check_parts(conn, cover_asset_id=body.cover_asset_id, movie_ids=body.movie_ids)
                     slug = body.slug
                     if slug is None:
-                        slug = await self._free_slug(conn, slug_of(body.title))
+                        slug = await self._free_slug(conn, slug_of(body.title), contended=attempt >= 2)
                     post_id = await self._posts.insert(
                         conn, slug=slug, title=body.title, body_source=body.body, body_html=html,
                         excerpt=body.excerpt, cover_asset_id=body.cover_asset_id, status="draft", author_id=editor_id,
@@ -318,8 +322,9 @@ class BlogService:
                 break
             except IntegrityError:
                 # A slug the editor chose is theirs to change; a generated one lost a race with a
-                # post of the same title: the next free one is taken.
-                if body.slug is not None or attempt == 2:
+                # post of the same title: the next free one is taken (n racers need n tries for
+                # the numbered ones, so a contended third try adds a random suffix instead).
+                if body.slug is not None or attempt == _SLUG_ATTEMPTS - 1:
                     raise Conflict("A post with this slug exists",
                                    details={"field": "slug", "slug": body.slug}) from None
         await self._changed()
@@ -425,7 +430,9 @@ class BlogService:
         if missing:
             raise ValidationFailed(f"Unknown movie {missing[0]}", details={"field": "movie_ids", "value": missing[0]})
 
-    async def _free_slug(self, conn, base: str) -> str:
+    async def _free_slug(self, conn, base: str, *, contended: bool = False) -> str:
+        if contended:
+            return f"{base[:110]}-{secrets.token_hex(3)}"
         for n in range(1, 50):
             slug = base if n == 1 else f"{base[:110]}-{n}"
             if not await self._posts.slug_taken(conn, slug):
