@@ -1,10 +1,13 @@
-.PHONY: run test bench services clean
+.PHONY: run test ops-test bench services clean
 
 run:        ## build, migrate, load demo movies and serve on :8000 (embedded storage)
 	bash scripts/run.sh
 
 test:       ## start MariaDB/Redis/RabbitMQ, build, cargo test + pytest
 	bash scripts/test.sh
+
+ops-test:   ## only the operations drills (deploy files, wheel, reload, rolling restart, backups)
+	bash scripts/test.sh -m ops tests/ops
 
 bench:      ## benchmarks (pytest-benchmark + load runs); prints ratios
 	bash scripts/bench.sh
