@@ -26,6 +26,7 @@ command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v promtool >/dev/null || missing+=(prometheus)  # promtool (its server is not started)
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   apt-get update -qq
@@ -38,8 +39,13 @@ fi
 if ! mariadb -uroot -e 'select 1' >/dev/null 2>&1; then
   say "starting MariaDB"
   mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
-  setsid nohup mysqld_safe --bind-address=127.0.0.1 >"$LOG_DIR/mariadb.log" 2>&1 < /dev/null &
+  # Binary log (ROW format) for point-in-time recovery from `vedina backup` (see README, Backups).
+  setsid nohup mysqld_safe --bind-address=127.0.0.1 --log-bin=vedina-bin --binlog-format=ROW --server-id=1 \
+    --binlog-expire-logs-seconds=1209600 >"$LOG_DIR/mariadb.log" 2>&1 < /dev/null &
   wait_for 60 MariaDB mariadb -uroot -e 'select 1'
+fi
+if [[ $(mariadb -uroot -N -e "SELECT @@log_bin") != 1 ]]; then
+  say "MariaDB runs without a binary log (no point-in-time restore): restart it with 'mariadb-admin -uroot shutdown' and rerun this script"
 fi
 for db in vedina_test vedina_live vedina_bench; do
   mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
@@ -49,7 +55,12 @@ for host in 127.0.0.1 localhost; do
     ALTER USER 'vedina'@'$host' IDENTIFIED BY '$DB_PASSWORD';
     GRANT ALL PRIVILEGES ON vedina_test.* TO 'vedina'@'$host';
     GRANT ALL PRIVILEGES ON vedina_live.* TO 'vedina'@'$host';
-    GRANT ALL PRIVILEGES ON vedina_bench.* TO 'vedina'@'$host';"
+    GRANT ALL PRIVILEGES ON vedina_bench.* TO 'vedina'@'$host';
+    -- vedina backup/restore: read binlogs remotely and replay them (PITR) into scratch databases.
+    GRANT REPLICATION SLAVE, BINLOG REPLAY ON *.* TO 'vedina'@'$host';
+    GRANT ALL PRIVILEGES ON \`vedina%\\_restore%\`.* TO 'vedina'@'$host';
+    -- tests that need a database of their own (migrations down and up again).
+    GRANT ALL PRIVILEGES ON \`vedina\\_scratch%\`.* TO 'vedina'@'$host';"
 done
 
 # -- Redis --------------------------------------------------------------------

@@ -28,7 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('handled_messages', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_handled_messages_updated_at'))
-
-    op.drop_table('handled_messages')
+    op.drop_table('handled_messages')  # its indexes go with it

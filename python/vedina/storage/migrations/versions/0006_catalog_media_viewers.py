@@ -264,38 +264,15 @@ def downgrade() -> None:
         batch_op.drop_column('status')
         batch_op.drop_column('parent_id')
 
-    with op.batch_alter_table('watchlist', schema=None) as batch_op:
-        batch_op.drop_index('ix_watchlist_profile_added')
-
-    op.drop_table('watchlist')
-    with op.batch_alter_table('watch_progress', schema=None) as batch_op:
-        batch_op.drop_index('ix_watch_progress_profile_updated')
-
-    op.drop_table('watch_progress')
-    with op.batch_alter_table('uploads', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_uploads_owner_id'))
-        batch_op.drop_index(batch_op.f('ix_uploads_expires_at'))
-
-    op.drop_table('uploads')
+    op.drop_table('watchlist')  # its indexes go with it
+    op.drop_table('watch_progress')  # its indexes go with it
+    op.drop_table('uploads')  # its indexes go with it
     op.drop_table('ratings')
     op.drop_table('profiles')
-    with op.batch_alter_table('movie_languages', schema=None) as batch_op:
-        batch_op.drop_index('ix_movie_languages_language_movie')
-
-    op.drop_table('movie_languages')
-    with op.batch_alter_table('movie_genres', schema=None) as batch_op:
-        batch_op.drop_index('ix_movie_genres_genre_movie')
-
-    op.drop_table('movie_genres')
-    with op.batch_alter_table('credits', schema=None) as batch_op:
-        batch_op.drop_index('ix_credits_person_movie')
-        batch_op.drop_index('ix_credits_movie_position')
-
-    op.drop_table('credits')
+    op.drop_table('movie_languages')  # its indexes go with it
+    op.drop_table('movie_genres')  # its indexes go with it
+    op.drop_table('credits')  # its indexes go with it
     op.drop_table('search_trigrams')
-    with op.batch_alter_table('people', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_people_name'))
-
-    op.drop_table('people')
+    op.drop_table('people')  # its indexes go with it
     op.drop_table('genres')
     # ### end Alembic commands ###
