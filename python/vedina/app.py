@@ -36,6 +36,7 @@ from vedina.api import (
     webhooks,
 )
 from vedina.config import Settings, load_settings
+from vedina.error_tracking import init_error_tracking
 from vedina.errors import AppError, MethodNotAllowed, NotFound, translate
 from vedina.http import middleware, sendfile
 from vedina.http.auth import authenticate, refuse_rejected
@@ -129,7 +130,8 @@ def create_app(settings: Settings, *, server: str = "granian") -> Robyn:
     state.routes = RouteTable.of(app)
 
     app.after_request()(middleware.standard_headers)
-    app.after_request()(middleware.record_metrics(state.routes, state.recorder))
+    if server == "robyn":  # the Granian bridge calls state.answered itself, for every answer
+        app.after_request()(middleware.record_metrics(state.routes, state.answered))
     if limiting is not None:
         app.after_request()(limiting.after)
     if server == "robyn":
@@ -171,5 +173,6 @@ def create_rsgi_app() -> RSGIBridge:
     """Granian's target (``factory=True``): called once in each worker process."""
     settings = load_settings()
     configure_logging(settings.log_level)
+    init_error_tracking(settings)
     app = create_app(settings)
     return RSGIBridge(app, routes=app.state.routes, max_body_bytes=settings.max_body_bytes)

@@ -1,4 +1,4 @@
-"""``vedina``: serve | migrate | worker | jobs | demo-data | set-role | provider-sim.
+"""``vedina``: serve | migrate | worker | jobs | demo-data | set-role | drain | provider-sim.
 
 Settings come from the environment (see README); flags only override a few
 of them for convenience.
@@ -40,6 +40,17 @@ def _parser() -> argparse.ArgumentParser:
     set_role = commands.add_parser("set-role", help="give an existing account a role (bootstrap the first admin)")
     set_role.add_argument("email")
     set_role.add_argument("role", choices=["viewer", "editor", "moderator", "admin"])
+    drain = commands.add_parser("drain", help="make /ready answer 503 (draining) before a restart, or undo it")
+    drain.add_argument("--port", type=int, help="the instance's PORT (names the default DRAIN_FILE)")
+    drain.add_argument("--off", action="store_true", help="remove the drain file: /ready checks the services again")
+    backup = commands.add_parser("backup", help="back up the database and media (see README, Backups)")
+    backup.add_argument("--dest", metavar="DIR", help="override BACKUP_DIR")
+    restore = commands.add_parser("restore", help="verify a backup and restore it into a scratch database/file")
+    restore.add_argument("backup", metavar="BACKUP", help="a backup directory (or its manifest.json)")
+    restore.add_argument("--into", metavar="TARGET", help="database name (real) or SQLite path (embedded)")
+    restore.add_argument("--until", metavar="TIMESTAMP", help="replay the binlog up to this ISO 8601 time (real)")
+    restore.add_argument("--media-into", metavar="DIR", help="also restore the media files into DIR")
+    restore.add_argument("--overwrite-live", action="store_true", help="allow the live database/file/media as target")
     sim = commands.add_parser("provider-sim", help="run the payment provider simulator (Stripe's API subset, loopback)")
     sim.add_argument("--host", dest="sim_host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sim.add_argument("--port", dest="sim_port", type=int, help="port (default PROVIDER_SIM_PORT)")
@@ -83,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
             (serve_robyn if settings.server == "robyn" else serve_granian)(settings)
     elif args.command == "migrate":
         return _migrate(settings, args)
+    elif args.command == "drain":
+        path = settings.drain_path
+        if args.off:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        print(f"{'not draining' if args.off else 'draining'}: {path}")
+    elif args.command in ("backup", "restore"):
+        from vedina.backup.command import run_command
+
+        return run_command(settings, args)
     elif args.command == "provider-sim":
         from vedina.config import provider_webhook_secret
         from vedina.provider_sim import run
@@ -119,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 def _migrate(settings, args) -> int:
     from vedina.storage import migrate
 
+    newer = None if args.autogenerate else asyncio.run(migrate.newer_revision(settings))
+    if newer:  # a newer release migrated it; expand-only migrations keep this release working (ADR 0015)
+        print(f"{settings.storage_profile} database is at {newer}, newer than this release: nothing to do")
+        return 0
     if args.check:
         waiting = asyncio.run(migrate.pending(settings))
         differences = [] if waiting else asyncio.run(migrate.drift(settings))  # drift means nothing before them

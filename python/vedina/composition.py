@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from vedina.config import Settings, webhook_secret_map
 from vedina.jobs import billing_mail, mail, media_probe, media_transcode, payment_events, webhook_received
-from vedina.jobs.monitoring import JobGauges
+from vedina.jobs.monitoring import JobGauges, declare_job_series, playback_sessions_task
 from vedina.jobs.scheduler import PeriodicTask, Scheduler, sweep_task
 from vedina.security.csrf import CsrfTokens
 from vedina.security.devices import DeviceTokens
@@ -169,6 +169,7 @@ class Services:
             sweep_task("billing.expiries", 300, self.subscriptions.expire_due),
             sweep_task("billing.reconcile", 60, self.payments.reconcile),
             sweep_task("billing.refunds", 300, self.payments.retry_refunds),
+            playback_sessions_task(self.playback.count_live_sessions),
         ]
         if isinstance(self.resources.shared, SqlStore):  # Redis expires keys itself; the table would only grow
             tasks.append(sweep_task("kv_entries.sweep", 60, self.resources.shared.sweep))
@@ -292,7 +293,8 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     )
     services.playback = build_playback(settings, resources, catalog=catalog, viewing=services.viewing,
                                        plans=entitlements)
-    resources.broker.attach_handlers(services.job_handlers(), ledger=services.message_ledger)
+    resources.broker.attach_handlers(handlers := services.job_handlers(), ledger=services.message_ledger)
+    declare_job_series(handlers)  # zero-valued series, so a first retry or dead letter shows in increase()
     return services
 
 

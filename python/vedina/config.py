@@ -88,6 +88,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1_048_576
     worker_max_rss_mib: int = 0  # 0 = no RSS recycling
     backpressure: int = 0  # 0 = Granian's default
+    # Zero-downtime releases (vedina.http.rolling): seconds a stopping worker (SIGTERM, SIGHUP
+    # reload) may take to finish its in-flight requests before it is killed; and the file whose
+    # existence makes /ready answer 503 "draining" (default: <DATA_DIR>/drain-<PORT>, `vedina drain`).
+    shutdown_timeout: int = 30
+    drain_file: str = ""
 
     # Rate limiting (vedina.security.ratelimit). A limit is
     # "<count>/<period>[ burst <n>]" (period: <n>ms|s|m|h, burst default = count) or "off".
@@ -104,6 +109,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed; empty: none
     # Who may read /metrics (client addresses, after TRUSTED_PROXIES); others get 404.
     metrics_allowed_ips: str = "127.0.0.0/8,::1/128"
+    access_log: bool = True  # one JSON line per answered request on stderr (vedina.logs.AccessLog)
+    # Error tracking (vedina.error_tracking, needs the `sentry` extra): off while SENTRY_DSN is empty.
+    sentry_dsn: str = ""
+    sentry_environment: str = ""  # default: VEDINA_ENV
 
     # Per-worker caches (vedina.storage.invalidation, vedina.storage.near_cache).
     invalidation_shm_path: str = ""  # default: /dev/shm/vedina-<uid>/gen-<database hash>.shm
@@ -143,6 +152,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # once per this many seconds per profile and movie (reads always see the latest report).
     progress_flush_seconds: int = 30
 
+    # Backups (vedina.backup): `vedina backup` writes under BACKUP_DIR and keeps the newest backup
+    # of each of the last BACKUP_KEEP_DAILY days and of the last BACKUP_KEEP_WEEKLY ISO weeks.
+    backup_dir: str = ""  # default: <data_dir>/backups
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+
     # -- derived values -----------------------------------------------------
 
     @property
@@ -154,6 +169,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not self.cluster_enabled:
             return 1
         return self.workers or (os.cpu_count() or 1)
+
+    @property
+    def drain_path(self) -> Path:
+        return Path(self.drain_file or Path(self.data_dir) / f"drain-{self.port}").resolve()
 
     @property
     def media_dir(self) -> Path:
@@ -205,6 +224,8 @@ ENV_VARS: dict[str, str] = {
     "MAX_BODY_BYTES": "max_body_bytes",
     "WORKER_MAX_RSS_MIB": "worker_max_rss_mib",
     "BACKPRESSURE": "backpressure",
+    "SHUTDOWN_TIMEOUT": "shutdown_timeout",
+    "DRAIN_FILE": "drain_file",
     "RATE_LIMIT_ENABLED": "rate_limit_enabled",
     "RATE_LIMIT_AUTH": "rate_limit_auth",
     "RATE_LIMIT_STREAM": "rate_limit_stream",
@@ -215,6 +236,9 @@ ENV_VARS: dict[str, str] = {
     "RATE_LIMIT_REDIS_TIMEOUT_MS": "rate_limit_redis_timeout_ms",
     "TRUSTED_PROXIES": "trusted_proxies",
     "METRICS_ALLOWED_IPS": "metrics_allowed_ips",
+    "ACCESS_LOG": "access_log",
+    "SENTRY_DSN": "sentry_dsn",
+    "SENTRY_ENVIRONMENT": "sentry_environment",
     "INVALIDATION_SHM_PATH": "invalidation_shm_path",
     "NEAR_CACHE_ENTRIES": "near_cache_entries",
     "CATALOG_CACHE_TTL_S": "catalog_cache_ttl_s",
@@ -235,6 +259,9 @@ ENV_VARS: dict[str, str] = {
     "STRIPE_API_BASE": "stripe_api_base",
     "PROVIDER_SIM_PORT": "provider_sim_port",
     "PROGRESS_FLUSH_SECONDS": "progress_flush_seconds",
+    "BACKUP_DIR": "backup_dir",
+    "BACKUP_KEEP_DAILY": "backup_keep_daily",
+    "BACKUP_KEEP_WEEKLY": "backup_keep_weekly",
 }
 _FIELD_TO_ENV = {field: var for var, field in ENV_VARS.items()}
 
@@ -331,6 +358,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"WORKER_METRICS_PORT must be between 0 (off) and 65535, got {s.worker_metrics_port}")
     if s.workers < 0:
         raise ConfigError(f"WORKERS must be 0 (one per core) or more, got {s.workers}")
+    if not 1 <= s.shutdown_timeout <= 3_600:
+        raise ConfigError(f"SHUTDOWN_TIMEOUT must be between 1 and 3600 seconds, got {s.shutdown_timeout}")
     if s.max_body_bytes < 1024:
         raise ConfigError(f"MAX_BODY_BYTES must be at least 1024, got {s.max_body_bytes}")
     if s.media_accel_redirect and not (s.media_accel_redirect.startswith("/") and s.media_accel_redirect.endswith("/")):
@@ -354,6 +383,9 @@ def _validate(s: Settings) -> None:
     _validate_playback(s)
     if not 1 <= s.progress_flush_seconds <= 3_600:
         raise ConfigError(f"PROGRESS_FLUSH_SECONDS must be between 1 and 3600, got {s.progress_flush_seconds}")
+    if s.backup_keep_daily < 1 or s.backup_keep_weekly < 0:
+        raise ConfigError("BACKUP_KEEP_DAILY must be at least 1 and BACKUP_KEEP_WEEKLY at least 0, "
+                          f"got {s.backup_keep_daily} and {s.backup_keep_weekly}")
     if s.transcode_preset not in X264_PRESETS:
         raise ConfigError(f"TRANSCODE_PRESET must be one of {', '.join(X264_PRESETS)}, got {s.transcode_preset!r}")
     if s.env == "production":

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +27,8 @@ from prometheus_client import (
 )
 
 from vedina.background import Background
+
+log = logging.getLogger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -46,6 +50,32 @@ INVALIDATION_LEASE_LOST = Counter(
     "Times a worker's invalidation subscription dropped (its near caches were bypassed until resubscribed)",
 )
 NEAR_CACHE = Counter("vedina_near_cache_total", "Per-worker cache lookups", ["cache", "result"])
+SHARED_CACHE = Counter("vedina_shared_cache_total", "Shared (Redis) cache lookups: hit, miss, error (Redis failed)",
+                       ["cache", "result"])
+
+# -- requests beyond REQUESTS/LATENCY (vedina.http.bridge, vedina.http.responses) -----------
+IN_FLIGHT = Gauge(
+    "vedina_http_requests_in_flight",
+    "Requests being answered, sampled by each worker every second and at each scrape (the scrape excluded)",
+    multiprocess_mode="livesum",
+)
+ERRORS = Counter("vedina_http_errors_total", "Error answers by the code of their JSON body", ["code"])
+MEDIA_BYTES = Counter(
+    "vedina_media_bytes_sent_total",
+    "Bytes of media file answers handed to the server (their Content-Length), by status (200 whole, 206 range)",
+    ["status"],
+)
+# -- resources, sampled each second by every worker (RequestRecorder.flush) -----------------
+DB_POOL = Gauge("vedina_db_pool_connections", "Database pool connections: checked_out (in use), idle (open, free)",
+                ["state"], multiprocess_mode="livesum")
+DB_POOL_MAX = Gauge("vedina_db_pool_max_connections", "Connections the pools may open (size + overflow)",
+                    multiprocess_mode="livesum")
+JWT_CACHE_ENTRIES = Gauge("vedina_jwt_verifier_cache_entries", "Verified tokens held by the workers' verifier caches",
+                          multiprocess_mode="livesum")
+PLAYBACK_SESSIONS = Gauge(
+    "vedina_playback_sessions_active", "Live playback sessions of all accounts (counted by the scheduler's leader)",
+    multiprocess_mode="livemostrecent",
+)
 
 # -- jobs (vedina.jobs.retry, vedina.storage.broker, vedina.storage.outbox) ----------------
 # Counters and the histogram are written by the process that runs the job: a serving
@@ -81,6 +111,9 @@ class BufferedCounter:
     def inc(self) -> None:
         self.pending += 1
 
+    def add(self, amount: int) -> None:
+        self.pending += amount
+
     def flush(self) -> None:
         pending, self.pending = self.pending, 0
         if pending:
@@ -88,11 +121,72 @@ class BufferedCounter:
 
 
 _BUFFERED: list[BufferedCounter] = []
+_FLUSH_HOOKS: list[Callable[[], None]] = []
+_ERROR_COUNTS: dict[str, int] = {}
+_MAX_ERROR_CODES = 200  # codes are the program's own; a guard all the same
 
 
-def flush_buffered() -> None:
+def count_error(code: str) -> None:
+    """One error answer with this JSON ``code`` (added to ERRORS at the next flush)."""
+    if code not in _ERROR_COUNTS and len(_ERROR_COUNTS) >= _MAX_ERROR_CODES:
+        code = "other"
+    _ERROR_COUNTS[code] = _ERROR_COUNTS.get(code, 0) + 1
+
+
+def add_flush_hook(hook: Callable[[], None]) -> None:
+    """``hook()`` runs at every flush (each second, and at each scrape): a sampler setting
+    gauges from process state, or the access log writing its lines."""
+    _FLUSH_HOOKS.append(hook)
+
+
+def remove_flush_hook(hook: Callable[[], None]) -> None:
+    if hook in _FLUSH_HOOKS:
+        _FLUSH_HOOKS.remove(hook)
+
+
+def resource_sampler(engine, verifier) -> Callable[[], None]:
+    """A flush hook setting the pool and JWT-cache gauges of this process (engine: an AsyncEngine,
+    verifier: the JwtVerifier). Both profiles use SQLAlchemy's queue pool."""
+    pool = engine.pool
+    capacity = pool.size() + max(getattr(pool, "_max_overflow", 0), 0) if hasattr(pool, "checkedout") else 0
+
+    def sample() -> None:
+        if capacity:
+            DB_POOL.labels("checked_out").set(pool.checkedout())
+            DB_POOL.labels("idle").set(pool.checkedin())
+            DB_POOL_MAX.set(capacity)
+        JWT_CACHE_ENTRIES.set(verifier.cache_size)
+
+    return sample
+
+
+class InFlight:
+    """Requests this process is answering: a plain int the server moves (no shared write per
+    request); IN_FLIGHT is set from it at each flush and scrape."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+IN_FLIGHT_REQUESTS = InFlight()
+
+
+def flush_buffered(*, scraping: bool = False) -> None:
     for counter in _BUFFERED:
         counter.flush()
+    if _ERROR_COUNTS:
+        counts = dict(_ERROR_COUNTS)
+        _ERROR_COUNTS.clear()
+        for code, count in counts.items():
+            ERRORS.labels(code).inc(count)
+    IN_FLIGHT.set(max(IN_FLIGHT_REQUESTS.count - scraping, 0))
+    for hook in list(_FLUSH_HOOKS):
+        try:
+            hook()
+        except Exception:  # one failing hook must not stop the others (nor the flush loop)
+            log.warning("metrics flush hook failed", exc_info=True)
 
 
 class RequestRecorder:
@@ -122,8 +216,8 @@ class RequestRecorder:
         latency[0] += seconds
         latency[1][bisect.bisect_left(self._bounds, seconds)] += 1
 
-    def flush(self) -> None:
-        flush_buffered()
+    def flush(self, *, scraping: bool = False) -> None:
+        flush_buffered(scraping=scraping)
         counts, self._counts = self._counts, {}
         latencies, self._latencies = self._latencies, {}
         for (method, route, status), count in counts.items():

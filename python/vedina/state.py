@@ -13,8 +13,10 @@ import logging
 
 from vedina.composition import Services, open_services
 from vedina.config import Settings, parse_trusted_proxies
+from vedina.http.middleware import answered
 from vedina.http.routes import RouteTable
-from vedina.metrics import RequestRecorder
+from vedina.logs import AccessLog
+from vedina.metrics import RequestRecorder, add_flush_hook, remove_flush_hook, resource_sampler
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,10 @@ class AppState:
         self.proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.routes: RouteTable | None = None  # set once every route is added (vedina.app)
         self.recorder = RequestRecorder()  # request metrics, flushed once a second by each worker
+        # One JSON line per answer (ACCESS_LOG), written at each flush of the recorder.
+        self.access_log = AccessLog() if settings.access_log else None
+        self.answered = answered(self.recorder, self.access_log)  # called once per answer
+        self._flush_hooks: list = []
         self._services: Services | None = None
 
     @property
@@ -36,11 +42,18 @@ class AppState:
     async def startup(self) -> None:
         self._services = await open_services(self.settings)
         self._services.start()
+        self._flush_hooks = [resource_sampler(self._services.resources.engine, self._services.token_keys.verifier)]
+        if self.access_log is not None:
+            self._flush_hooks.append(self.access_log.flush)
+        for hook in self._flush_hooks:
+            add_flush_hook(hook)
         self.recorder.start()
         log.info("worker ready", extra={"profile": self.settings.storage_profile})
 
     async def shutdown(self) -> None:
         await self.recorder.close()
+        for hook in self._flush_hooks:
+            remove_flush_hook(hook)
         if self._services is not None:
             await self._services.close()
             self._services = None

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,8 +46,10 @@ from vedina._native import Router
 from vedina.errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from vedina.http import sendfile
 from vedina.http.context import RequestContext
+from vedina.http.middleware import new_request_id
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.http.routes import UNMATCHED, RouteTable, method_name
+from vedina.metrics import IN_FLIGHT_REQUESTS, MEDIA_BYTES, BufferedCounter
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,12 @@ class RSGIBridge:
         self._response_headers = app.response_headers
         self._global_headers = not app.response_headers.is_empty()
         self._excluded_header_paths = set(app.excluded_response_headers_paths or [])
+        # Called once per answer with (method, context, status): metrics and the access log
+        # (vedina.http.middleware.answered), here so that answers the middleware chain never
+        # saw (401, 429 and 413 from a before-middleware or the body cap) are counted too.
+        self._answered = getattr(getattr(app, "state", None), "answered", None)
+        self._media_bytes = {200: BufferedCounter(MEDIA_BYTES.labels("200")),
+                             206: BufferedCounter(MEDIA_BYTES.labels("206"))}
 
     # -- lifecycle (Granian calls these once per worker process) -------------
 
@@ -152,16 +161,24 @@ class RSGIBridge:
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         if scope.proto != "http":  # websockets are disabled in the server config
             return
+        context = RequestContext("", time.perf_counter(), raw_query=scope.query_string)
+        in_flight = IN_FLIGHT_REQUESTS
+        in_flight.count += 1
         try:
-            response = await self._respond(scope, protocol)
-        except Exception as exc:
-            log.exception("unhandled error in request pipeline", extra={"path": scope.path})
-            # Even this answer carries the standard headers (request id, nosniff, CSP, no-store).
-            response = apply_standard_headers(error_response(exc), request_id="", path=scope.path)
-        if isinstance(response, StreamingResponse):
-            await self._send_stream(protocol, response, head=scope.method == "HEAD")
-        else:
-            self._send(protocol, response, head=scope.method == "HEAD")
+            try:
+                response = await self._respond(scope, protocol, context)
+            except Exception as exc:
+                log.exception("unhandled error in request pipeline", extra={"path": scope.path})
+                # Even this answer carries the standard headers (request id, nosniff, CSP, no-store).
+                response = apply_standard_headers(error_response(exc), request_id=context.request_id, path=scope.path)
+            if isinstance(response, StreamingResponse):
+                await self._send_stream(protocol, response, head=scope.method == "HEAD")
+            else:
+                self._send(protocol, response, head=scope.method == "HEAD")
+        finally:
+            in_flight.count -= 1
+        if self._answered is not None:
+            self._answered(scope.method, context, response.status_code)
 
     async def _read_body(self, scope: Any, protocol: Any, limit: int) -> bytes:
         declared = scope.headers.get("content-length")
@@ -177,7 +194,7 @@ class RSGIBridge:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _build_request(self, scope: Any, body: bytes) -> Request:
+    def _build_request(self, scope: Any, body: bytes, context: RequestContext | None = None) -> Request:
         query = QueryParams()
         if scope.query_string:
             # RFC 3986: "+" in a query is a plus, as SigV4 signs it (so what is verified is what
@@ -198,23 +215,24 @@ class RSGIBridge:
         host = scope.authority or headers.get("host") or ""
         client = scope.client.rsplit(":", 1)[0] if scope.client else None
         request = Request(query, headers, {}, body, scope.method, Url(scope.scheme, host, scope.path), form, {}, None, client)
-        request.session = RequestContext("", 0.0, raw_query=scope.query_string)
+        request.session = context if context is not None else RequestContext("", 0.0, raw_query=scope.query_string)
         return request
 
-    async def _respond(self, scope: Any, protocol: Any) -> Response | StreamingResponse:
+    async def _respond(self, scope: Any, protocol: Any, context: RequestContext) -> Response | StreamingResponse:
         method, path = scope.method, scope.path
         # Matched before the body is read: the route may allow a larger body.
         found = self._routes.match(method, path)
+        context.route_label = UNMATCHED if found is None else found[0].label
         limit = (found[0].max_body_bytes if found is not None else None) or self.max_body_bytes
         if found is not None and found[0].admit is not None:  # a large body: only from a known caller
-            refusal = await found[0].admit(self._build_request(scope, b""))
+            refusal = await found[0].admit(self._build_request(scope, b"", context))
             if refusal is not None:
-                return apply_standard_headers(error_response(refusal), request_id="", path=path)
+                return self._refused(refusal, context, path)
         try:
             body = await self._read_body(scope, protocol, limit)
         except PayloadTooLarge as exc:
-            return apply_standard_headers(error_response(exc), request_id="", path=path)
-        request = self._build_request(scope, body)
+            return self._refused(exc, context, path)
+        request = self._build_request(scope, body, context)
 
         for middleware in self._global_before:
             result = await _run_before(middleware, request)
@@ -231,13 +249,10 @@ class RSGIBridge:
                 return result
             request = result if result is not None else request
 
-        context = request.session  # the RequestContext made in _build_request
         if found is None:  # a method no route (not even the catch-all) has: TRACE, PROPFIND, ...
-            context.route_label = UNMATCHED
             response = error_response(self._unrouted(method, path))
         else:
             route, request.path_params = found
-            context.route_label = route.label
             if route.handler is None:
                 response = _as_response(await _call(route.function, request))
             else:
@@ -263,6 +278,12 @@ class RSGIBridge:
         if matched is not None:
             response = await self._call_after(self._route_middleware_functions[matched[0]], request, response)
         return response
+
+    @staticmethod
+    def _refused(exc: Exception, context: RequestContext, path: str) -> Response:
+        """An answer before the middleware ran (no request id yet: one is made here)."""
+        context.request_id = new_request_id()
+        return apply_standard_headers(error_response(exc), request_id=context.request_id, path=path)
 
     def _unrouted(self, method: str, path: str) -> Exception:
         allowed = self._routes.allowed_methods(path)
@@ -310,6 +331,9 @@ class RSGIBridge:
         file_range = sendfile.take(headers) if response.headers.contains(sendfile.HEADER) else None
         status = response.status_code
         if file_range is not None and not head:
+            counter = self._media_bytes.get(status)
+            if counter is not None:
+                counter.add(file_range.end - file_range.start)
             protocol.response_file_range(status, headers, file_range.path, file_range.start, file_range.end)
             return
         body = response.description

@@ -17,8 +17,8 @@ from robyn import Request, Response
 from vedina.errors import PayloadTooLarge
 from vedina.http.context import RequestContext, context_of
 from vedina.http.responses import apply_standard_headers, error_response
-from vedina.http.routes import RouteTable
-from vedina.logs import request_id_var
+from vedina.http.routes import UNMATCHED, RouteTable
+from vedina.logs import AccessLog, request_id_var
 from vedina.metrics import RequestRecorder
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def begin(request: Request) -> Request:
     if not incoming or not _SAFE_REQUEST_ID.match(incoming):
         incoming = new_request_id()
     context = request.session
-    if isinstance(context, RequestContext):  # begun by the server bridge
-        context.request_id, context.started = incoming, started
+    if isinstance(context, RequestContext):  # begun by the server bridge, which timed it from its start
+        context.request_id = incoming
+        context.started = context.started or started
     else:
         request.session = RequestContext(incoming, started)
     request_id_var.set(incoming)
@@ -89,17 +90,31 @@ def standard_headers(request: Request, response: Response) -> Response:
 METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def record_metrics(routes: RouteTable, recorder: RequestRecorder):
-    """Count and time each answer, labelled by route template (a bounded set)."""
+def answered(recorder: RequestRecorder, access_log: AccessLog | None):
+    """``answer(method, context, status)``, called once per answer: counts and times it,
+    labelled by route template (a bounded set), and adds its access-log line. The Granian
+    bridge calls it after sending (every answer, even one a before-middleware gave)."""
+    record = recorder.record
+    add_line = access_log.add if access_log is not None else None
+
+    def answer(method: str, context: RequestContext, status: int) -> None:
+        seconds = time.perf_counter() - context.started if context.started else 0.0
+        label = context.route_label or UNMATCHED
+        record(method if method in METRIC_METHODS else "OTHER", label, status, seconds)
+        if add_line is not None:
+            add_line(context.request_id, method, label, status, seconds, context.principal)
+
+    return answer
+
+
+def record_metrics(routes: RouteTable, answer):
+    """Robyn's own server: ``answer`` as an after-middleware (it does not tell which route matched,
+    and answers a before-middleware gives never reach the after-middleware)."""
 
     def record(request: Request, response: Response) -> Response:
-        method = request.method
-        method = method if method in METRIC_METHODS else "OTHER"
         context = context_of(request)
-        # The bridge knows the route it matched; Robyn's own server does not tell.
-        label = context.route_label or routes.template(request.method, request.url.path)
-        recorder.record(method, label, response.status_code,
-                        time.perf_counter() - context.started if context.started else 0.0)
+        context.route_label = context.route_label or routes.template(request.method, request.url.path)
+        answer(request.method, context, response.status_code)
         return response
 
     return record

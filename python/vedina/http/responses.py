@@ -14,6 +14,7 @@ from robyn import Headers, Response
 
 from vedina.errors import error_body
 from vedina.http.ranges import etag_matches
+from vedina.metrics import count_error
 
 JSON = "application/json"
 _encoder = msgspec.json.Encoder()
@@ -69,6 +70,7 @@ def document_response(request, document, *, cache_control: str = "no-cache", con
 def error_response(exc: BaseException) -> Response:
     """The common error shape for any exception (no stack trace, ever)."""
     status, body, headers = error_body(exc)
+    count_error(body["error"]["code"])
     return json_response(body, status=status, headers=headers)
 
 

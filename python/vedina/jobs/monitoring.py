@@ -69,3 +69,29 @@ class JobGauges:
                 log.warning("job gauges not refreshed", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
                 delay = min(self.interval, 2.0)
             await asyncio.sleep(delay)
+
+
+def playback_sessions_task(count_live_sessions, *, interval: float = 30.0):
+    """A periodic task (run by the scheduler's leader only: counting scans the store) that sets
+    ``vedina_playback_sessions_active``."""
+    from vedina.jobs.scheduler import PeriodicTask
+
+    # Exposed (0) by every process that may lead, so the series exists before the first count;
+    # the leader's count, newer, wins within one interval (use max() across instances).
+    _metrics().PLAYBACK_SESSIONS.set(0)
+
+    async def run(now) -> None:
+        _metrics().PLAYBACK_SESSIONS.set(await count_live_sessions())
+
+    return PeriodicTask("playback.sessions_gauge", interval, run)
+
+
+def declare_job_series(topics) -> None:
+    """Zero-valued job series for every topic this process handles, so they exist before their first
+    event: ``increase()`` (dashboards, the dead-letter alert) cannot see a first increment otherwise."""
+    metrics = _metrics()
+    for topic in topics:
+        metrics.JOB_RETRIES.labels(topic)
+        metrics.JOB_DEAD_LETTERS.labels(topic)
+        for outcome in ("ok", "failed"):
+            metrics.JOB_DURATION.labels(topic, outcome)

@@ -317,6 +317,10 @@ class PlaybackService:
         sessions = await self._sessions.active(user_id=user_id, now_ms=self._now_ms())
         return any(s.movie_id == movie_id for s in sessions)
 
+    async def count_live_sessions(self) -> int:
+        """Live playback sessions of all accounts (for the metrics; a scan of the store)."""
+        return await self._sessions.count_live(now_ms=self._now_ms())
+
     async def active(self, *, user_id: int) -> SessionList:
         sessions = await self._sessions.active(user_id=user_id, now_ms=self._now_ms())
         entitlement = await self._plans.entitlement_of(user_id=user_id)

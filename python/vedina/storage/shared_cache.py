@@ -25,14 +25,18 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from vedina.metrics import SHARED_CACHE, BufferedCounter
+
 log = logging.getLogger(__name__)
 
 
 class SharedCache:
-    def __init__(self, redis, *, prefix: str = "vedina:cache:", ttl: int) -> None:  # redis: redis.asyncio.Redis
-        self._redis = redis
+    def __init__(self, redis, *, prefix: str = "vedina:cache:", ttl: int, name: str = "catalog") -> None:
+        self._redis = redis  # redis.asyncio.Redis
         self._prefix = prefix
         self._ttl = ttl
+        self._hit, self._miss, self._error = (BufferedCounter(SHARED_CACHE.labels(name, result))
+                                              for result in ("hit", "miss", "error"))
 
     async def get_or_load(self, key: str, version_key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
         version_name, document_name = f"{self._prefix}v:{version_key}", f"{self._prefix}d:{key}"
@@ -40,12 +44,15 @@ class SharedCache:
             version, document = await self._redis.mget([version_name, document_name])
         except RedisError as exc:
             log.warning("shared cache unavailable: reading the database", extra={"error": type(exc).__name__})
+            self._error.inc()
             return await load()
         version = version or b"0"
         if document is not None:
             stored_version, _, value = document.partition(b"\n")
             if stored_version == version:
+                self._hit.inc()
                 return value
+        self._miss.inc()
         value = await load()
         try:
             await self._redis.set(document_name, version + b"\n" + value, ex=self._ttl)

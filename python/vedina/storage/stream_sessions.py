@@ -76,6 +76,10 @@ class StreamSessions(Protocol):
 
     async def active(self, *, user_id: int, now_ms: int) -> list[StreamSession]: ...
 
+    async def count_live(self, *, now_ms: int) -> int:
+        """Live sessions of every account (a gauge's value; a scan, run by one process)."""
+        ...
+
     async def expiry(self, *, user_id: int, session_id: str, now_ms: int) -> int | None:
         """The session's expiry (unix ms) if it is live: one read, the media hot path's."""
         ...
@@ -200,6 +204,23 @@ class RedisStreamSessions:
         score = await self._redis.zscore(self._keys(user_id)[0], session_id)
         return int(score) if score is not None and score > now_ms else None
 
+    async def count_live(self, *, now_ms: int) -> int:
+        # SCAN (never KEYS: it does not block Redis) over the accounts' sorted sets; glob
+        # treats braces literally, and the pattern's closing brace skips the ":s" hashes.
+        total, batch = 0, []
+        async for key in self._redis.scan_iter(match=f"{self._prefix}streams:{{*}}", count=1000, _type="zset"):
+            batch.append(key)
+            if len(batch) >= 500:
+                total += await self._count(batch, now_ms)
+                batch = []
+        return total + (await self._count(batch, now_ms) if batch else 0)
+
+    async def _count(self, keys: list, now_ms: int) -> int:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcount(key, f"({now_ms}", "+inf")
+            return sum(await pipe.execute())
+
 
 # -- SQL (the embedded shared store's table) ---------------------------------------------
 
@@ -311,6 +332,14 @@ class SqlStreamSessions:
                 sa.select(kv_entries.c.expires_at)
                 .where(kv_entries.c.key == _prefix(user_id) + session_id, kv_entries.c.expires_at > now_ms)
             )).scalar_one_or_none()
+
+    async def count_live(self, *, now_ms: int) -> int:
+        # Every account's rows: "streams:" up to "streams;" (the lock rows, "streams-lock:", sort before).
+        async with self._engine.connect() as conn:
+            return (await conn.execute(
+                sa.select(sa.func.count()).select_from(kv_entries)
+                .where(kv_entries.c.key >= "streams:", kv_entries.c.key < "streams;", kv_entries.c.expires_at > now_ms)
+            )).scalar_one()
 
 
 def stream_sessions(resources) -> StreamSessions:

@@ -32,6 +32,8 @@ class RateLimitMiddleware:
     def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.policies = build_policies(settings)
+        for name in self.policies:  # zero-valued series, so a first 429 shows in rate() and increase()
+            RATE_LIMITED.labels(name)
         self.proxies = parse_trusted_proxies(settings.trusted_proxies)
         self._limiter = limiter
 
