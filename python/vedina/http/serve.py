@@ -46,17 +46,26 @@ def prepare_shared_tables(settings: Settings) -> None:
     _open_or_replace(GenerationTable, str(default_table_path(settings)), explicit=bool(settings.invalidation_shm_path))
 
 
+def clear_drain(settings: Settings) -> None:
+    """A drain (`vedina drain`) lasts until the instance restarts: a fresh start is ready."""
+    settings.drain_path.unlink(missing_ok=True)
+
+
 def serve_granian(settings: Settings) -> None:
     prepare_multiprocess_dir(settings.data_dir, settings.port)
     prepare_shared_tables(settings)
+    clear_drain(settings)
     from granian.constants import Interfaces
-    from granian.server import Server
+
+    from vedina.http.rolling import RollingServer
 
     # Every worker loads the settings again: hand them the development
     # SESSION_SECRET generated here, so tokens signed by one worker verify in all.
     if not os.environ.get("SESSION_SECRET"):
         os.environ["SESSION_SECRET"] = settings.session_secret
-    server = Server(
+    # SIGHUP replaces the workers one at a time, SIGTERM lets in-flight requests finish:
+    # see vedina.http.rolling and docs/adr/0016-zero-downtime-releases.md.
+    server = RollingServer(
         "vedina.app:create_rsgi_app",
         address=settings.host,
         port=settings.port,
@@ -69,6 +78,7 @@ def serve_granian(settings: Settings) -> None:
         respawn_interval=0.5,
         backpressure=settings.backpressure or None,
         workers_max_rss=settings.worker_max_rss_mib or None,
+        workers_kill_timeout=settings.shutdown_timeout,
         log_level=settings.log_level if settings.log_level != "warning" else "warn",
     )
     server.serve()
@@ -77,6 +87,7 @@ def serve_granian(settings: Settings) -> None:
 def serve_robyn(settings: Settings) -> None:
     prepare_multiprocess_dir(settings.data_dir, settings.port)
     prepare_shared_tables(settings)
+    clear_drain(settings)
     from vedina.app import create_app
     from vedina.logs import configure_logging
 
