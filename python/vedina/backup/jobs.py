@@ -1,0 +1,182 @@
+"""The two commands: ``create_backup`` (dump + media + manifest, then rotation) and
+``restore_backup`` (verify, then restore into a scratch database, file or directory).
+
+Restores never touch the live database, SQLite file or media directory unless asked with
+``overwrite_live=True`` (``--overwrite-live``): by default the target is a scratch one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from vedina.backup import mariadb, media, rotation
+from vedina.backup import sqlite as sqlite_backup
+from vedina.backup.archive import BackupError, atomic_file, sha256_file
+from vedina.backup.manifest import Artifact, Manifest, backup_directory, read_manifest, verify, write_manifest
+from vedina.config import Settings
+
+
+def backup_root(settings: Settings, dest: str | None = None) -> Path:
+    return Path(dest or settings.backup_dir or Path(settings.data_dir) / "backups").resolve()
+
+
+@dataclass
+class BackupResult:
+    path: Path
+    manifest: Manifest
+    media: media.MediaManifest
+    rotated: list[Path]
+
+
+@dataclass
+class RestoreResult:
+    target: str  # database name or SQLite path
+    replayed: int = 0  # binlog statements applied (--until)
+    media_written: int = 0
+
+
+def create_backup(settings: Settings, *, dest: str | None = None) -> BackupResult:
+    root = backup_root(settings, dest)
+    root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root):
+        moment = datetime.now(UTC)
+        while (root / rotation.stamp(moment)).exists():  # one backup per second: names are stamps
+            time.sleep(0.2)
+            moment = datetime.now(UTC)
+        name = rotation.stamp(moment)
+        work = root / f".{name}.partial"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        try:
+            manifest, media_manifest = _write_backup(settings, root, work, moment)
+            _fsync_directory(work)
+            work.rename(root / name)
+            _fsync_directory(root)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        rotated = rotation.rotate(root, keep_daily=settings.backup_keep_daily, keep_weekly=settings.backup_keep_weekly)
+        kept = [_read_media(path) for path in rotation.backups(root).values()]
+        media.prune_store(root / media.STORE, media.referenced_objects(kept))
+    return BackupResult(root / name, manifest, media_manifest, rotated)
+
+
+def _write_backup(settings: Settings, root: Path, work: Path, moment: datetime) -> tuple[Manifest, media.MediaManifest]:
+    tools = {"python": platform.python_version()}
+    binlog = None
+    if settings.storage_profile == "real":
+        dump, binlog = mariadb.dump(settings, work / "database.sql.gz")
+        tools.update(mariadb.tool_versions())
+        database = settings.db_name
+    else:
+        source = sqlite_backup.sqlite_file(settings.database_url)
+        dump = sqlite_backup.dump(source, work / "database.sqlite3.gz")
+        tools["sqlite"] = sqlite3.sqlite_version
+        database = str(source)
+    latest = max(rotation.backups(root).items(), default=None)
+    media_manifest = media.snapshot(settings.media_dir, root / media.STORE, _read_media(latest[1]) if latest else None)
+    media_path = work / media.MEDIA_MANIFEST
+    with atomic_file(media_path) as handle:
+        handle.write(msgspec.json.encode(media_manifest))
+    manifest = Manifest(
+        created=moment.isoformat(timespec="seconds").replace("+00:00", "Z"), profile=settings.storage_profile,
+        database=database, dump=dump, binlog=binlog, tools=tools,
+        media=Artifact(file=media_path.name, sha256=sha256_file(media_path), size=media_path.stat().st_size),
+        media_files=len(media_manifest.files), media_bytes=sum(entry.size for entry in media_manifest.files),
+    )
+    write_manifest(work, manifest)
+    return manifest, media_manifest
+
+
+def restore_backup(settings: Settings, backup: Path, *, into: str | None = None, until: str | None = None,
+                   media_into: str | None = None, overwrite_live: bool = False) -> RestoreResult:
+    directory = backup_directory(Path(backup).resolve())
+    manifest = read_manifest(directory)
+    verify(directory, manifest)  # before anything is created or written
+    if manifest.profile != settings.storage_profile:
+        raise BackupError(f"this is a {manifest.profile}-profile backup but the settings select the "
+                          f"{settings.storage_profile} profile")
+    stop = _stop_datetime(until, manifest) if until else None
+    dump_path = directory / manifest.dump.file
+    if manifest.profile == "real":
+        target = into or f"{manifest.database}_restore"
+        live = target == settings.db_name
+        _refuse_live(live, overwrite_live, f"the live database {target}")
+        mariadb.prepare_target(settings, into=target, replace_allowed=live)
+        mariadb.load(settings, dump_path, into=target)
+        result = RestoreResult(target)
+        if stop is not None:
+            result.replayed = mariadb.replay(settings, start=manifest.binlog, source=manifest.database, into=target,
+                                             stop_datetime=stop)
+    else:
+        path = Path(into or Path(settings.data_dir) / "restore" / f"{directory.name}.sqlite3").resolve()
+        live = path == sqlite_backup.sqlite_file(settings.database_url)
+        _refuse_live(live, overwrite_live, f"the live SQLite file {path}")
+        sqlite_backup.restore(dump_path, into=path, replace_allowed=live)
+        result = RestoreResult(str(path))
+    if media_into:
+        media_target = Path(media_into).resolve()
+        live = media_target == settings.media_dir
+        _refuse_live(live, overwrite_live, f"the live media directory {media_target}")
+        result.media_written = media.restore(_read_media(directory), directory.parent / media.STORE, media_target,
+                                             replace_allowed=live)
+    return result
+
+
+def _refuse_live(live: bool, overwrite_live: bool, what: str) -> None:
+    if live and not overwrite_live:
+        raise BackupError(f"refusing to restore over {what}: restore into a scratch target (--into, --media-into) "
+                          "or pass --overwrite-live")
+
+
+def _stop_datetime(until: str, manifest: Manifest) -> str:
+    """--until as mariadb-binlog's --stop-datetime: local time, whole seconds."""
+    if manifest.profile != "real":
+        raise BackupError("--until needs the real profile's binary log: an embedded backup restores as it was taken")
+    if manifest.binlog is None:
+        raise BackupError("--until: this backup recorded no binary-log position (log_bin was OFF when it was taken)")
+    try:
+        moment = datetime.fromisoformat(until)
+    except ValueError:
+        raise BackupError(f"--until must be an ISO 8601 time such as 2026-01-31T14:05:00Z, got {until!r}") from None
+    moment = moment.astimezone()  # a naive time is local time; either way now in local time
+    if moment < datetime.fromisoformat(manifest.created):
+        raise BackupError(f"--until {until} is before the backup was taken ({manifest.created}): use an older backup")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _read_media(directory: Path) -> media.MediaManifest:
+    try:
+        return msgspec.json.decode((directory / media.MEDIA_MANIFEST).read_bytes(), type=media.MediaManifest)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise BackupError(f"cannot read {directory / media.MEDIA_MANIFEST}: {exc}") from None
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    with open(root / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"another backup is running in {root}") from None
+        yield
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
