@@ -3,7 +3,8 @@
 - ``vedina migrate``: upgrade to head.
 - ``vedina migrate --check``: exit non-zero when a migration is pending or the
   database differs from ``storage/schema.py`` (tables, columns, types, indexes,
-  constraints): a deploy gate.
+  constraints): a deploy gate. A database at a revision this release does not
+  know (a newer release migrated it) passes: migrations are expand/contract (ADR 0015).
 - ``vedina migrate --autogenerate "add genres table"``: write the next revision
   by comparing an up-to-date database with ``storage/schema.py`` (Alembic
   autogenerate); review it, then commit it. Migrations are frozen snapshots
@@ -20,6 +21,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from vedina.config import Settings
 from vedina.storage.database import create_engine
@@ -62,6 +64,24 @@ async def pending(settings: Settings) -> list[str]:
         current = MigrationContext.configure(sync_conn).get_current_revision()
         script = ScriptDirectory.from_config(_alembic_config())
         return [r.revision for r in script.iterate_revisions("head", current)]
+
+    return await _run(settings, read, transaction=False)
+
+
+async def newer_revision(settings: Settings) -> str | None:
+    """The database's revision when this release does not know it (a newer release has
+    already migrated it), else None. Migrations only expand the schema (ADR 0015), so this
+    release still runs on it: a rollback, or the old half of a rolling deploy."""
+
+    def read(sync_conn) -> str | None:
+        current = MigrationContext.configure(sync_conn).get_current_revision()
+        if current is None:
+            return None
+        try:
+            ScriptDirectory.from_config(_alembic_config()).get_revision(current)
+        except CommandError:  # "Can't locate revision"
+            return current
+        return None
 
     return await _run(settings, read, transaction=False)
 

@@ -15,6 +15,11 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+# Not expand-only (docs/adr/0015): alter_column(type_=...) rewrites existing columns.
+contract = ("Changes the collation of existing identifier columns on MariaDB (a type change, table rebuilt "
+            "in place); written before the expand/contract rule. Length and nullability are unchanged and "
+            "comparisons only become exact, so the previous release keeps working, but each table is locked "
+            "while it is rebuilt: apply it in a quiet window, not mid-rollout.")
 
 # (table, column, length, nullable)
 EXACT_COLUMNS = [
