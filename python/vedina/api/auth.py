@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from robyn import Request, Response, SubRouter
 
+from vedina.api.answers import Accepted, RevokedSessions, WhoAmI
 from vedina.api.bodies import DisplayName, Email, Password, Token, decode_body, no_content
 from vedina.errors import Unauthorized
 from vedina.http.auth import (
@@ -27,10 +28,12 @@ from vedina.http.auth import (
     requires,
     user_agent,
 )
+from vedina.http.operation import doc
 from vedina.http.responses import json_response
 from vedina.security.csrf import COOKIE as CSRF_COOKIE
 from vedina.security.devices import COOKIE as DEVICE_COOKIE
 from vedina.security.devices import LIFETIME_SECONDS as DEVICE_LIFETIME
+from vedina.services.accounts import Registration, UserPublic
 from vedina.services.sessions import ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, TokenPair
 from vedina.state import AppState
 
@@ -100,6 +103,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     @router.post("/register", openapi_name="Create an account")
+    @doc(public=True, body=Register, answers={202: Registration})
     async def register_account(request: Request):
         """Email (normalised, unique), password (10+ characters, not a common one), display name.
         Always 202 with the same body: a new address gets its account and a verification email,
@@ -111,6 +115,8 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(registration, status=202)
 
     @router.post("/login", openapi_name="Log in (bearer tokens or cookies)")
+    @doc(public=True, body=Login, answers={200: [TokenPair, CookieSession]},
+         errors=("401 unauthorized", "403 forbidden"))
     async def login(request: Request):
         """Access token (JWT, 15 minutes) and refresh token (30 days, single use).
         A failed login never says whether the email exists."""
@@ -125,6 +131,8 @@ def register(router: SubRouter, state: AppState) -> None:
         return response
 
     @router.post("/refresh", openapi_name="Exchange a refresh token for new tokens")
+    @doc(public=True, body=Refresh, body_optional=True, answers={200: [TokenPair, CookieSession]},
+         errors=("401 unauthorized", "403 forbidden"))
     async def refresh(request: Request):
         """Rotation: the refresh token is used up; presenting it again revokes the whole session.
         Cookie sessions send no body, and the X-CSRF-Token header."""
@@ -145,6 +153,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return _cookie_answer(state, pair)
 
     @router.post("/logout", openapi_name="Log out this session")
+    @doc(answers={204: None})
     @requires("account:self", csrf_tokens=csrf)
     async def logout(request: Request):
         """Revokes the session and denies this access token until it expires."""
@@ -155,6 +164,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return _clear_cookies(no_content())
 
     @router.post("/logout-all", openapi_name="Log out everywhere")
+    @doc(answers={200: RevokedSessions})
     @requires("account:self", csrf_tokens=csrf)
     async def logout_all(request: Request):
         me = principal_of(request)
@@ -163,6 +173,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return _clear_cookies(json_response({"revoked_sessions": revoked}))
 
     @router.post("/password", openapi_name="Change password")
+    @doc(body=PasswordChange, answers={204: None})
     @requires("account:self", csrf_tokens=csrf)
     async def change_password(request: Request):
         """Needs the current password; every other session is logged out."""
@@ -175,6 +186,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return no_content()
 
     @router.post("/password-reset", openapi_name="Ask for a password reset email")
+    @doc(public=True, body=ResetRequest, answers={202: Accepted})
     async def request_reset(request: Request):
         """Always 202, whether or not the email belongs to an account."""
         body = decode_body(request, ResetRequest)
@@ -182,6 +194,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response({"status": "accepted"}, status=202)
 
     @router.post("/password-reset/confirm", openapi_name="Set a new password with a reset token")
+    @doc(public=True, body=ResetConfirm, answers={204: None})
     async def confirm_reset(request: Request):
         """The token (30 minutes, single use) comes from the email; every session is logged out."""
         body = decode_body(request, ResetConfirm)
@@ -189,11 +202,13 @@ def register(router: SubRouter, state: AppState) -> None:
         return no_content()
 
     @router.post("/verify-email", openapi_name="Confirm an email address")
+    @doc(public=True, body=VerifyEmail, answers={200: UserPublic})
     async def verify_email(request: Request):
         body = decode_body(request, VerifyEmail)
         return json_response(await state.services.accounts.verify_email(token=body.token))
 
     @router.post("/verify-email/request", openapi_name="Ask for a verification email (before logging in)")
+    @doc(public=True, body=ResetRequest, answers={202: Accepted})
     async def request_verification(request: Request):
         """Always 202, whether or not the email has an account waiting for verification."""
         body = decode_body(request, ResetRequest)
@@ -201,12 +216,14 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response({"status": "accepted"}, status=202)
 
     @router.post("/verify-email/resend", openapi_name="Send the verification email again")
+    @doc(answers={202: Accepted}, errors=("409 conflict",))
     @requires("account:self", csrf_tokens=csrf)
     async def resend_verification(request: Request):
         await state.services.accounts.resend_verification(user_id=int(principal_of(request).subject))
         return json_response({"status": "accepted"}, status=202)
 
     @router.get("/whoami", openapi_name="The authenticated principal (user or API key)")
+    @doc(answers={200: WhoAmI})
     @requires(None, csrf_tokens=csrf)
     async def whoami(request: Request):
         me = principal_of(request)

@@ -18,8 +18,21 @@ from vedina.api.bodies import decode_body
 from vedina.api.params import if_match_version, path_int, query_int
 from vedina.errors import ValidationFailed
 from vedina.http.auth import principal_of, requires
+from vedina.http.operation import Cursor, doc, limit
 from vedina.http.responses import document_response, json_response
-from vedina.services.blog import MAX_PAGE, SLUG, TAG, PostCreate, PostEditor, PostPatch, Schedule
+from vedina.services.blog import (
+    MAX_PAGE,
+    SLUG,
+    TAG,
+    EditorList,
+    PostCreate,
+    PostEditor,
+    PostList,
+    PostPatch,
+    PostPublic,
+    RevisionList,
+    Schedule,
+)
 from vedina.state import AppState
 from vedina.storage.schema import POST_STATUSES
 
@@ -61,6 +74,8 @@ def register(router: SubRouter, state: AppState) -> None:
     # -- readers ----------------------------------------------------------------------------
 
     @router.get("/posts", openapi_name="List published posts (newest first, cursor pages, tag filter)")
+    @doc(public=True, query={"tag": str, "cursor": Cursor, "limit": limit(MAX_PAGE)}, headers=("If-None-Match",),
+         answers={200: PostList, 304: None})
     async def list_posts(request: Request):
         only_params(request, "tag", "cursor", "limit")
         tag = text_param(request, "tag", pattern=TAG, max_length=40)
@@ -69,6 +84,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return document_response(request, await blog().list_published(tag=tag, cursor=cursor, limit=limit))
 
     @router.get("/posts/:slug", openapi_name="Get a published post by its slug")
+    @doc(public=True, headers=("If-None-Match",), answers={200: PostPublic, 304: None})
     async def get_post(request: Request):
         only_params(request)
         slug = request.path_params.get("slug", "")
@@ -77,16 +93,19 @@ def register(router: SubRouter, state: AppState) -> None:
         return document_response(request, await blog().get_published(slug=slug))
 
     @router.get("/feed.rss", openapi_name="RSS 2.0 feed of the newest published posts")
+    @doc(public=True, headers=("If-None-Match",), answers={200: RSS, 304: None})
     async def rss_feed(request: Request):
         return document_response(request, await blog().feed(kind="rss"), content_type=RSS)
 
     @router.get("/feed.atom", openapi_name="Atom 1.0 feed of the newest published posts")
+    @doc(public=True, headers=("If-None-Match",), answers={200: ATOM, 304: None})
     async def atom_feed(request: Request):
         return document_response(request, await blog().feed(kind="atom"), content_type=ATOM)
 
     # -- editors ----------------------------------------------------------------------------
 
     @router.get("/editor/posts", openapi_name="List posts in any status (last changed first)")
+    @doc(query={"status": str, "cursor": Cursor, "limit": limit(MAX_PAGE)}, answers={200: EditorList})
     @requires("blog:write", csrf_tokens=csrf)
     async def editor_list(request: Request):
         only_params(request, "status", "cursor", "limit")
@@ -98,11 +117,13 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await blog().editor_list(status=status, cursor=cursor, limit=limit))
 
     @router.get("/editor/posts/:id", openapi_name="Get a post in any status (with its source and version)")
+    @doc(answers={200: PostEditor})
     @requires("blog:write", csrf_tokens=csrf)
     async def editor_get(request: Request):
         return post_answer(await blog().editor_get(path_int(request, "id")))
 
     @router.get("/editor/posts/:id/revisions", openapi_name="A post's revisions, newest first")
+    @doc(query={"cursor": str, "limit": limit(MAX_PAGE)}, answers={200: RevisionList})
     @requires("blog:write", csrf_tokens=csrf)
     async def revisions(request: Request):
         only_params(request, "cursor", "limit")
@@ -112,12 +133,15 @@ def register(router: SubRouter, state: AppState) -> None:
                                                     before_version=None if cursor is None else int(cursor)))
 
     @router.post("/posts", openapi_name="Write a post (a draft)")
+    @doc(body=PostCreate, answers={201: PostEditor}, errors=("409 conflict",))
     @requires("blog:write", csrf_tokens=csrf)
     async def create_post(request: Request):
         body = decode_body(request, PostCreate)
         return post_answer(await blog().create(body, editor_id=editor_id_of(request)), status=201)
 
     @router.patch("/posts/:id", openapi_name="Edit a post (If-Match required)")
+    @doc(body=PostPatch, headers=("If-Match",), required=("If-Match",), answers={200: PostEditor},
+         errors=("409 conflict",))
     @requires("blog:write", csrf_tokens=csrf)
     async def update_post(request: Request):
         post_id = path_int(request, "id")
@@ -126,12 +150,14 @@ def register(router: SubRouter, state: AppState) -> None:
         return post_answer(await blog().update(post_id, patch, if_version=version, editor_id=editor_id_of(request)))
 
     @router.post("/posts/:id/publish", openapi_name="Publish a draft or scheduled post now")
+    @doc(headers=("If-Match",), answers={200: PostEditor}, errors=("409 invalid_transition",))
     @requires("blog:write", csrf_tokens=csrf)
     async def publish_post(request: Request):
         post_id, version = path_int(request, "id"), if_match_version(request, required=False, what="post")
         return post_answer(await blog().publish(post_id, if_version=version, editor_id=editor_id_of(request)))
 
     @router.post("/posts/:id/schedule", openapi_name="Schedule a post to publish itself at publish_at")
+    @doc(body=Schedule, headers=("If-Match",), answers={200: PostEditor}, errors=("409 invalid_transition",))
     @requires("blog:write", csrf_tokens=csrf)
     async def schedule_post(request: Request):
         post_id, version = path_int(request, "id"), if_match_version(request, required=False, what="post")
@@ -140,6 +166,7 @@ def register(router: SubRouter, state: AppState) -> None:
                                                  editor_id=editor_id_of(request)))
 
     @router.post("/posts/:id/archive", openapi_name="Archive a post (gone from the list, detail and feeds)")
+    @doc(headers=("If-Match",), answers={200: PostEditor}, errors=("409 invalid_transition",))
     @requires("blog:write", csrf_tokens=csrf)
     async def archive_post(request: Request):
         post_id, version = path_int(request, "id"), if_match_version(request, required=False, what="post")

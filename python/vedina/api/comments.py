@@ -30,9 +30,10 @@ from vedina.api.viewer import profile_of
 from vedina.errors import ValidationFailed
 from vedina.http.auth import account_id_of, requires
 from vedina.http.context import context_of
+from vedina.http.operation import Cursor, doc, limit
 from vedina.http.responses import json_response
-from vedina.services.comment_moderation import MAX_BAN
-from vedina.services.comments import MAX_BODY, MAX_PAGE, Reader
+from vedina.services.comment_moderation import MAX_BAN, Ban, ModerationLog, ReportQueue
+from vedina.services.comments import MAX_BODY, MAX_PAGE, CommentPage, CommentPublic, Reader, Report
 from vedina.state import AppState
 
 BodyText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_BODY)]
@@ -104,6 +105,8 @@ def register(router: SubRouter, state: AppState) -> None:
     # -- threads ------------------------------------------------------------------------
 
     @router.get("/movies/:id/comments", openapi_name="A movie's comment threads")
+    @doc(public=True, query={"order": Literal["newest", "oldest"], "limit": limit(MAX_PAGE), "cursor": Cursor},
+         headers=("X-Profile-Id",), answers={200: CommentPage})
     async def list_comments(request: Request):
         """Top-level comments (``order`` newest|oldest, ``limit`` 1..50, ``cursor``: a ``next_cursor``), each with
         its first 100 replies oldest first (replies to replies included, with their ``parent_id``) and
@@ -119,6 +122,8 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(page)
 
     @router.post("/movies/:id/comments", openapi_name="Comment on a movie, or reply")
+    @doc(body=CommentCreate, headers=("X-Profile-Id",), answers={201: CommentPublic},
+         errors=("403 comment_banned", "409 duplicate_comment"))
     @requires("account:self", csrf_tokens=csrf)
     async def post_comment(request: Request):
         """As the ``X-Profile-Id`` profile (else the main one). Body ``{body, spoiler?, parent_id?}``: up to 5000
@@ -132,6 +137,7 @@ def register(router: SubRouter, state: AppState) -> None:
     # -- moderation (static paths before /comments/:id) ---------------------------------
 
     @router.get("/comments/reported", openapi_name="Reported comments (the moderation queue)")
+    @doc(query={"limit": limit(MAX_PAGE), "cursor": Cursor}, answers={200: ReportQueue})
     @requires("comments:moderate", csrf_tokens=csrf)
     async def reported_comments(request: Request):
         """Comments with open reports, most reported first, with their reports (``limit`` 1..50, ``cursor``)."""
@@ -139,6 +145,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await moderation().queue(limit=limit, cursor=request.query_params.get("cursor", None)))
 
     @router.get("/comments/moderation-log", openapi_name="The moderation log")
+    @doc(query={"limit": limit(100, 50), "cursor": Cursor}, answers={200: ModerationLog})
     @requires("moderation:read", csrf_tokens=csrf)
     async def moderation_log(request: Request):
         """Every moderation action (who, when, why, on what), newest first (``limit`` 1..100, ``cursor``)."""
@@ -146,6 +153,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await moderation().log(limit=limit, cursor=request.query_params.get("cursor", None)))
 
     @router.post("/comments/bans", openapi_name="Ban a user from commenting")
+    @doc(body=BanCreate, answers={201: Ban})
     @requires("comments:moderate", csrf_tokens=csrf)
     async def ban_user(request: Request):
         """Body ``{user_id, reason, days | until}``; a new ban replaces the user's previous one."""
@@ -155,6 +163,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(ban, status=201)
 
     @router.delete("/comments/bans/:user_id", openapi_name="Lift a ban from commenting")
+    @doc(query={"reason": Note}, answers={204: None})
     @requires("comments:moderate", csrf_tokens=csrf)
     async def unban_user(request: Request):
         """``reason`` (query, optional) goes to the log. 404 when no ban is in force."""
@@ -171,18 +180,22 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await act(actor_id=moderator_id(request), comment_id=comment_id, reason=body.reason))
 
     @router.post("/comments/:id/hide", openapi_name="Hide a comment")
+    @doc(body=ModerationReason, answers={200: CommentPublic}, errors=("409 already_hidden", "409 comment_deleted"))
     @requires("comments:moderate", csrf_tokens=csrf)
     async def hide_comment(request: Request):
         """Body ``{reason}`` (the author sees it). Resolves its reports. 409 ``already_hidden``, ``comment_deleted``."""
         return await moderate(request, "hide")
 
     @router.post("/comments/:id/restore", openapi_name="Restore a hidden comment")
+    @doc(body=ModerationReason, answers={200: CommentPublic}, errors=("409 not_hidden", "409 comment_deleted"))
     @requires("comments:moderate", csrf_tokens=csrf)
     async def restore_comment(request: Request):
         """Body ``{reason}``. 409 ``not_hidden``, ``comment_deleted``."""
         return await moderate(request, "restore")
 
     @router.post("/comments/:id/dismiss", openapi_name="Dismiss a comment's reports")
+    @doc(body=ModerationReason, answers={200: CommentPublic},
+         errors=("409 no_open_reports", "409 comment_deleted", "409 not_hidden"))
     @requires("comments:moderate", csrf_tokens=csrf)
     async def dismiss_reports(request: Request):
         """Body ``{reason}``: the reports were unfounded; the comment leaves the queue. 409 ``no_open_reports``."""
@@ -191,12 +204,15 @@ def register(router: SubRouter, state: AppState) -> None:
     # -- one comment --------------------------------------------------------------------
 
     @router.get("/comments/:id", openapi_name="Get a comment")
+    @doc(public=True, headers=("X-Profile-Id",), answers={200: CommentPublic})
     async def get_comment(request: Request):
         """404 when its movie is one the caller may not see."""
         comment_id = path_int(request, "id")
         return json_response(await comments().get(comment_id=comment_id, reader=await reader_of(request)))
 
     @router.patch("/comments/:id", openapi_name="Edit my comment (within 15 minutes)")
+    @doc(body=CommentUpdate, headers=("X-Profile-Id",), answers={200: CommentPublic},
+         errors=("403 not_author", "409 edit_window_closed", "409 comment_hidden", "409 comment_deleted"))
     @requires("account:self", csrf_tokens=csrf)
     async def edit_comment(request: Request):
         """Body ``{body?, spoiler?}``; sets ``edited_at``. 403 ``not_author`` (moderators hide, they do not edit),
@@ -207,6 +223,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(comment)
 
     @router.delete("/comments/:id", openapi_name="Delete my comment (a tombstone keeps the thread)")
+    @doc(headers=("X-Profile-Id",), answers={204: None}, errors=("403 not_author",))
     @requires("account:self", csrf_tokens=csrf)
     async def delete_comment(request: Request):
         """403 ``not_author``."""
@@ -214,6 +231,8 @@ def register(router: SubRouter, state: AppState) -> None:
         return no_content()
 
     @router.post("/comments/:id/reports", openapi_name="Report a comment")
+    @doc(body=ReportCreate, headers=("X-Profile-Id",), answers={201: Report},
+         errors=("409 already_reported", "409 own_comment"))
     @requires("account:self", csrf_tokens=csrf)
     async def report_comment(request: Request):
         """Body ``{reason: spam|abuse|spoiler|off_topic|other, note?}``. 409 ``already_reported``, ``own_comment``."""

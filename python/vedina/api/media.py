@@ -32,6 +32,7 @@ from vedina.errors import Forbidden, Refused, Unauthorized
 from vedina.http import ranges, sendfile
 from vedina.http.context import context_of
 from vedina.http.middleware import request_id_of
+from vedina.http.operation import doc
 from vedina.http.responses import apply_standard_headers
 from vedina.security.playback_tokens import QUERY_PARAMETER
 from vedina.services.media import MediaFile
@@ -47,6 +48,14 @@ def register(router: SubRouter, state: AppState) -> None:
     accel_prefix = state.settings.media_accel_redirect
 
     @router.get("/:asset_id", openapi_name="Stream a media asset (byte ranges)")
+    @doc(access="a signed URL (?t=, from GET /api/movies/{id}/playback), or a user with catalog:read watching "
+                "the movie (a live playback session; editors preview without one)",
+         security=("playbackToken", "bearer", "cookie"), query={"t": str},
+         headers=("Range", "If-Range", "If-None-Match", "If-Modified-Since"),
+         answers={200: ("video/*", "text/vtt", "image/*"), 206: ("video/*", "multipart/byteranges"), 304: None},
+         errors=("401 unauthorized", "403 forbidden", "403 playback_token_invalid", "403 playback_token_expired",
+                 "403 playback_session_ended", "403 playback_session_required", "403 plan_required",
+                 "403 not_published", "403 outside_window", "403 age_restricted"))
     async def get_media(request: Request):
         asset_id = path_int(request, "asset_id")
         media = await authorize(request, state, asset_id)

@@ -9,17 +9,21 @@ GET, or ``"<version>"``): a stale one is ``412``, none at all ``428`` for PATCH.
 from __future__ import annotations
 
 import re
+from typing import Annotated, Literal
 
+import msgspec
 from robyn import Request, SubRouter
 
+from vedina.api.answers import MovieVersion
 from vedina.api.audience import audience_of
 from vedina.api.bodies import decode_body, no_content
 from vedina.api.params import if_match_version, path_int, query_int
 from vedina.errors import ValidationFailed
 from vedina.http.auth import requires
 from vedina.http.context import context_of
+from vedina.http.operation import Cursor, doc, limit
 from vedina.http.responses import document_response, json_response
-from vedina.services.catalog import MAX_PAGE, MovieQuery
+from vedina.services.catalog import MAX_PAGE, MovieDetail, MovieList, MovieQuery
 from vedina.services.catalog_editor import MovieCreate, MoviePatch
 from vedina.state import AppState
 from vedina.storage.catalog_queries import SORTS
@@ -30,6 +34,15 @@ _GENRE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # If-Match: "7.<digest>" (our ETag), "7", W/ forms, or *.
 _QUERY_PARAMS = {
     "q", "sort", "cursor", "limit", "genre", "year_from", "year_to", "language", "age_rating", "person", "status",
+}
+_YEAR = Annotated[int, msgspec.Meta(ge=1800, le=2200)]
+# What parse_query reads, for the OpenAPI document (a test checks both name the same parameters).
+QUERY_DOC = {
+    "q": Annotated[str, msgspec.Meta(max_length=200, description="search words (typos corrected)")],
+    "sort": Literal[tuple(SORTS)], "cursor": Cursor, "limit": limit(MAX_PAGE), "genre": str,
+    "year_from": _YEAR, "year_to": _YEAR, "language": str, "person": Annotated[int, msgspec.Meta(ge=1)],
+    "age_rating": Annotated[str, msgspec.Meta(description=f"comma-separated among {', '.join(AGE_RATINGS)}")],
+    "status": Literal["draft", "published", "deleted", "all"],  # editors
 }
 
 
@@ -84,6 +97,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     @router.get("/", openapi_name="List and search movies (keyset pages)")
+    @doc(public=True, query=QUERY_DOC, headers=("X-Profile-Id", "If-None-Match"), answers={200: MovieList, 304: None})
     async def list_movies(request: Request):
         catalog, audience = state.services.catalog, await audience_of(request, state)
         request_key = context_of(request).raw_query  # None on Robyn's own server: keyed by the parsed query
@@ -93,17 +107,21 @@ def register(router: SubRouter, state: AppState) -> None:
         return document_response(request, page)
 
     @router.get("/:id", openapi_name="Get a movie with its credits and media assets")
+    @doc(public=True, headers=("X-Profile-Id", "If-None-Match"), answers={200: MovieDetail, 304: None})
     async def get_movie(request: Request):
         movie_id = path_int(request, "id")
         return document_response(request, await state.services.catalog.get_movie(movie_id=movie_id, audience=await audience_of(request, state)))
 
     @router.post("/", openapi_name="Create a movie (a draft)")
+    @doc(body=MovieCreate, answers={201: MovieVersion}, errors=("409 conflict",))
     @requires("catalog:write", csrf_tokens=csrf)
     async def create_movie(request: Request):
         movie_id, version = await state.services.catalog_editor.create(decode_body(request, MovieCreate))
         return _version_answer(movie_id, version, status=201)
 
     @router.patch("/:id", openapi_name="Edit a movie (If-Match required)")
+    @doc(body=MoviePatch, headers=("If-Match",), required=("If-Match",), answers={200: MovieVersion},
+         errors=("409 conflict",))
     @requires("catalog:write", csrf_tokens=csrf)
     async def update_movie(request: Request):
         movie_id = path_int(request, "id")
@@ -118,16 +136,19 @@ def register(router: SubRouter, state: AppState) -> None:
         return _version_answer(movie_id, await change(movie_id, if_version=version))
 
     @router.post("/:id/publish", openapi_name="Publish a movie")
+    @doc(headers=("If-Match",), answers={200: MovieVersion})
     @requires("catalog:write", csrf_tokens=csrf)
     async def publish_movie(request: Request):
         return await set_published(request, True)
 
     @router.post("/:id/unpublish", openapi_name="Unpublish a movie (back to draft)")
+    @doc(headers=("If-Match",), answers={200: MovieVersion})
     @requires("catalog:write", csrf_tokens=csrf)
     async def unpublish_movie(request: Request):
         return await set_published(request, False)
 
     @router.delete("/:id", openapi_name="Delete a movie (soft)")
+    @doc(headers=("If-Match",), answers={204: None})
     @requires("catalog:write", csrf_tokens=csrf)
     async def delete_movie(request: Request):
         movie_id = path_int(request, "id")
@@ -136,6 +157,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return no_content()
 
     @router.delete("/:id/media/:asset_id", openapi_name="Detach a media asset from a movie")
+    @doc(answers={204: None})
     @requires("catalog:write", csrf_tokens=csrf)
     async def detach_asset(request: Request):
         await state.services.catalog_editor.detach_asset(path_int(request, "id"), path_int(request, "asset_id"))

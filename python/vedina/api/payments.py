@@ -13,7 +13,9 @@ from vedina.api.params import path_int, query_int
 from vedina.errors import ValidationFailed
 from vedina.http.auth import account_id_of, principal_of, requires
 from vedina.http.idempotency import idempotent
+from vedina.http.operation import doc, limit
 from vedina.http.responses import json_response
+from vedina.services.payments import PaymentPage, PaymentPublic
 from vedina.state import AppState
 
 _CURSOR = re.compile(r"[1-9][0-9]{0,17}")  # a payment id, as next_cursor gives it
@@ -34,6 +36,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return account_id_of(request, what="payments")
 
     @router.get("/", openapi_name="My payments, newest first")
+    @doc(query={"cursor": str, "limit": limit(100)}, answers={200: PaymentPage})
     @requires("account:self", csrf_tokens=csrf)
     async def list_payments(request: Request):
         """``?cursor=`` from ``next_cursor`` for the next page; ``?limit=`` 1-100."""
@@ -47,6 +50,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(page)
 
     @router.get("/:id", openapi_name="Get a payment with its refunds")
+    @doc(answers={200: PaymentPublic})
     @requires("account:self", csrf_tokens=csrf)
     async def get_payment(request: Request):
         principal = principal_of(request)
@@ -54,6 +58,8 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await state.services.payments.get(payment_id=path_int(request, "id"), user_id=owner))
 
     @router.post("/:id/refunds", openapi_name="Refund a payment, in part or in full (Idempotency-Key required)")
+    @doc(body=RefundCreate, headers=("Idempotency-Key",), required=("Idempotency-Key",), answers={201: PaymentPublic},
+         errors=("409 conflict",))
     @requires("billing:manage", csrf_tokens=csrf)
     @idempotent(lambda: state.services.idempotency)
     async def refund(request: Request):

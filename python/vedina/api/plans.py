@@ -10,7 +10,9 @@ from robyn import Request, SubRouter
 from vedina.api.bodies import decode_body
 from vedina.api.params import path_int
 from vedina.http.auth import requires
+from vedina.http.operation import doc
 from vedina.http.responses import json_response
+from vedina.services.plans import Plan, PlanList
 from vedina.state import AppState
 
 Tier = Literal["basic", "standard", "premium"]
@@ -61,15 +63,18 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     @router.get("/", openapi_name="List the plans on offer")
+    @doc(public=True, answers={200: PlanList})
     async def list_plans(request: Request):
         """Cheapest first; prices in integer minor units of ``currency``."""
         return json_response(await state.services.plans.list())
 
     @router.get("/:id", openapi_name="Get a plan")
+    @doc(public=True, answers={200: Plan})
     async def get_plan(request: Request):
         return json_response(await state.services.plans.get(plan_id=path_int(request, "id")))
 
     @router.post("/", openapi_name="Create a plan")
+    @doc(body=PlanCreate, answers={201: Plan}, errors=("409 conflict",))
     @requires("billing:manage", csrf_tokens=csrf)
     async def create_plan(request: Request):
         body = decode_body(request, PlanCreate)
@@ -80,6 +85,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(plan, status=201)
 
     @router.patch("/:id", openapi_name="Change a plan (new terms add a version)")
+    @doc(body=PlanUpdate, answers={200: Plan})
     @requires("billing:manage", csrf_tokens=csrf)
     async def update_plan(request: Request):
         """Existing subscriptions keep the version they bought; new subscribers get the new terms."""

@@ -25,8 +25,9 @@ from vedina.api.params import path_int
 from vedina.api.viewer import profile_of
 from vedina.errors import Forbidden, ValidationFailed
 from vedina.http.auth import principal_of, requires, user_agent
+from vedina.http.operation import doc
 from vedina.http.responses import json_response
-from vedina.services.playback import Viewer
+from vedina.services.playback import PlaybackAnswer, PlaybackSessionPublic, SessionList, Viewer
 from vedina.state import AppState
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -73,6 +74,9 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     @router.get("/movies/:id/playback", openapi_name="Start playback: signed URLs and a playback session")
+    @doc(query={"device_id": str, "device_name": str}, headers=("X-Profile-Id",), answers={200: PlaybackAnswer},
+         errors=("403 not_published", "403 outside_window", "403 age_restricted", "403 plan_required",
+                 "409 too_many_streams"))
     @requires("catalog:read", csrf_tokens=csrf)
     async def start_playback(request: Request):
         """For the current profile (``X-Profile-Id``): the playable renditions, subtitles and artwork with
@@ -89,6 +93,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await state.services.playback.start(viewer=viewer, movie_id=movie_id))
 
     @router.get("/playback/sessions", openapi_name="My active playback sessions")
+    @doc(answers={200: SessionList})
     @requires("catalog:read", csrf_tokens=csrf)
     async def list_sessions(request: Request):
         """Live sessions of the account (device, started, last heartbeat) and the limit."""
@@ -96,6 +101,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await state.services.playback.active(user_id=user_id))
 
     @router.post("/playback/sessions/:sid/heartbeat", openapi_name="Keep a playback session alive")
+    @doc(answers={200: PlaybackSessionPublic})
     @requires("catalog:read", csrf_tokens=csrf)
     async def heartbeat(request: Request):
         """404 when the session is not one of the account's live sessions (ended or timed out)."""
@@ -104,6 +110,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await state.services.playback.heartbeat(user_id=user_id, session_id=session_id))
 
     @router.delete("/playback/sessions/:sid", openapi_name="End a playback session")
+    @doc(answers={204: None})
     @requires("catalog:read", csrf_tokens=csrf)
     async def end_session(request: Request):
         """Frees the stream at once; the session's URLs stop working (within a second on other hosts)."""

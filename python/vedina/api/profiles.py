@@ -10,8 +10,9 @@ from robyn import Request, SubRouter
 from vedina.api.bodies import decode_body, no_content
 from vedina.api.params import path_int
 from vedina.http.auth import account_id_of, requires
+from vedina.http.operation import doc
 from vedina.http.responses import json_response
-from vedina.services.profiles import ProfileList
+from vedina.services.profiles import Profile, ProfileList
 from vedina.state import AppState
 
 AgeRating = Literal["G", "PG", "PG-13", "R", "NC-17"]
@@ -41,6 +42,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return account_id_of(request, what="viewer profiles")
 
     @router.get("/", openapi_name="My profiles")
+    @doc(answers={200: ProfileList})
     @requires("account:self", csrf_tokens=csrf)
     async def list_profiles(request: Request):
         """Main first; the main profile is created on first use."""
@@ -48,6 +50,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(ProfileList(items=list(items)))
 
     @router.post("/", openapi_name="Create a profile")
+    @doc(body=ProfileCreate, answers={201: Profile}, errors=("409 conflict",))
     @requires("account:self", csrf_tokens=csrf)
     async def create_profile(request: Request):
         """409 ``profile_limit_reached`` past five profiles, ``profile_name_taken`` for a name in use."""
@@ -57,12 +60,14 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(profile, status=201)
 
     @router.get("/:id", openapi_name="Get a profile")
+    @doc(answers={200: Profile})
     @requires("account:self", csrf_tokens=csrf)
     async def get_profile(request: Request):
         profile = await state.services.profiles.current(user_id=me_id(request), profile_id=path_int(request, "id"))
         return json_response(profile)
 
     @router.patch("/:id", openapi_name="Rename a profile or change its age limit")
+    @doc(body=ProfileUpdate, answers={200: Profile}, errors=("409 conflict",))
     @requires("account:self", csrf_tokens=csrf)
     async def update_profile(request: Request):
         body = decode_body(request, ProfileUpdate)
@@ -72,6 +77,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(profile)
 
     @router.delete("/:id", openapi_name="Delete a profile (not the main one)")
+    @doc(answers={204: None}, errors=("409 conflict",))
     @requires("account:self", csrf_tokens=csrf)
     async def delete_profile(request: Request):
         """Its progress, watchlist and ratings go with it."""

@@ -11,6 +11,7 @@ import re
 from robyn import Request, SubRouter
 
 from vedina.errors import NotFound
+from vedina.http.operation import doc
 from vedina.http.responses import document_response
 from vedina.state import AppState
 
@@ -20,10 +21,12 @@ _PAGE = re.compile(r"([1-9][0-9]{0,5})\.xml")
 
 def register(router: SubRouter, state: AppState) -> None:
     @router.get("/sitemap.xml", openapi_name="Sitemap (or sitemap index) of published posts and movies")
+    @doc(public=True, headers=("If-None-Match",), answers={200: XML, 304: None})
     async def sitemap(request: Request):
         return document_response(request, await state.services.sitemap.root(), content_type=XML)
 
     @router.get("/sitemaps/:page", openapi_name="One sitemap of the index (/api/sitemaps/1.xml, ...)")
+    @doc(public=True, headers=("If-None-Match",), answers={200: XML, 304: None})
     async def sitemap_page(request: Request):
         match = _PAGE.fullmatch(request.path_params.get("page", ""))
         if match is None:

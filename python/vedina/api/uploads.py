@@ -21,6 +21,7 @@ from robyn import Headers, Request, Response, SubRouter
 
 from vedina.errors import AppError, BadRequest, PreconditionFailed, UnsupportedMediaType
 from vedina.http.auth import admit_with, principal_of, requires
+from vedina.http.operation import doc
 from vedina.http.routes import body_limit
 from vedina.services.uploads import (
     CHECKSUM_ALGORITHMS,
@@ -82,6 +83,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     @router.options("/", openapi_name="tus: the server's version, extensions and limits")
+    @doc(public=True, answers={204: None})
     @tus
     async def discover(request: Request):
         return _empty(204, {
@@ -92,6 +94,8 @@ def register(router: SubRouter, state: AppState) -> None:
         })
 
     @router.post("/", openapi_name="tus: create an upload (Upload-Length, Upload-Metadata)")
+    @doc(headers=("Tus-Resumable", "Upload-Length", "Upload-Metadata"),
+         required=("Tus-Resumable", "Upload-Length", "Upload-Metadata"), answers={201: None})
     @tus
     @requires(*UPLOAD_PERMISSIONS, csrf_tokens=csrf)
     async def create_upload(request: Request):
@@ -109,6 +113,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return _empty(201, {"location": f"{PREFIX}/{upload.id}", "upload-expires": _http_date(upload)})
 
     @router.head("/:id", openapi_name="tus: an upload's offset")
+    @doc(path={"id": str}, headers=("Tus-Resumable",), required=("Tus-Resumable",), answers={200: None})
     @tus
     @requires(*UPLOAD_PERMISSIONS, csrf_tokens=csrf)
     async def upload_offset(request: Request):
@@ -121,6 +126,8 @@ def register(router: SubRouter, state: AppState) -> None:
         })
 
     @router.patch("/:id", openapi_name="tus: append a chunk at Upload-Offset")
+    @doc(path={"id": str}, body=CHUNK_TYPE, headers=("Tus-Resumable", "Upload-Offset", "Upload-Checksum"),
+         required=("Tus-Resumable", "Upload-Offset"), answers={204: None})
     @body_limit(settings.upload_chunk_max_bytes, admit=admit_with(lambda: state.services.authenticator, *UPLOAD_PERMISSIONS))
     @tus
     @requires(*UPLOAD_PERMISSIONS, csrf_tokens=csrf)
@@ -143,6 +150,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return _empty(204, {"upload-offset": str(upload.offset_bytes), "upload-expires": _http_date(upload)})
 
     @router.delete("/:id", openapi_name="tus: terminate an upload (its row and bytes)")
+    @doc(path={"id": str}, headers=("Tus-Resumable",), required=("Tus-Resumable",), answers={204: None})
     @tus
     @requires(*UPLOAD_PERMISSIONS, csrf_tokens=csrf)
     async def terminate_upload(request: Request):

@@ -13,8 +13,10 @@ from vedina.api.audience import profile_id_of  # the header's parser, shared wit
 from vedina.api.params import query_int
 from vedina.errors import Forbidden
 from vedina.http.auth import principal_of, requires
+from vedina.http.operation import Cursor, doc, limit
 from vedina.http.responses import json_response
 from vedina.services.profiles import Profile
+from vedina.services.viewing import ContinueWatching, WatchlistPage
 from vedina.state import AppState
 
 PROFILE_HEADER = "X-Profile-Id"
@@ -36,6 +38,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return state.services.csrf
 
     @router.get("/me/continue-watching", openapi_name="Continue watching (current profile)")
+    @doc(query={"limit": limit(50)}, headers=("X-Profile-Id",), answers={200: ContinueWatching})
     @requires("account:self", csrf_tokens=csrf)
     async def continue_watching(request: Request):
         """Started and unwatched movies the profile may see, most recently played first (``limit`` 1..50)."""
@@ -44,6 +47,7 @@ def register(router: SubRouter, state: AppState) -> None:
         return json_response(await state.services.viewing.continue_watching(profile=profile, limit=limit))
 
     @router.get("/me/watchlist", openapi_name="My watchlist (current profile)")
+    @doc(query={"limit": limit(MAX_PAGE), "cursor": Cursor}, headers=("X-Profile-Id",), answers={200: WatchlistPage})
     @requires("account:self", csrf_tokens=csrf)
     async def my_watchlist(request: Request):
         """Newest first; pass ``next_cursor`` as ``cursor`` for the next page (``limit`` 1..100)."""

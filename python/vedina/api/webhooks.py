@@ -5,13 +5,17 @@ from __future__ import annotations
 from robyn import Request, SubRouter
 
 from vedina.errors import UnsupportedMediaType
+from vedina.http.operation import doc
 from vedina.http.responses import json_response
-from vedina.services.webhooks import SIGNATURE_HEADER
+from vedina.services.webhooks import SIGNATURE_HEADER, WebhookEvent, WebhookReceipt
 from vedina.state import AppState
 
 
 def register(router: SubRouter, state: AppState) -> None:
     @router.post("/:provider", openapi_name="Receive a signed webhook (Vedina-Signature or Stripe-Signature: t=...,v1=...)")
+    @doc(access="a payment provider, signing with its secret (WEBHOOK_SECRETS)", security=("webhookSignature",),
+         path={"provider": str}, body=WebhookEvent, headers=("Vedina-Signature",),
+         answers={200: WebhookReceipt, 202: WebhookReceipt})
     async def receive(request: Request):
         content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":

@@ -32,6 +32,7 @@ from robyn import Request, Response
 
 from vedina.errors import AppError, Forbidden, Unauthorized, translate
 from vedina.http.context import context_of
+from vedina.http.operation import REQUIRES_MARK
 from vedina.http.responses import apply_standard_headers, error_response
 from vedina.security.csrf import HEADER as CSRF_HEADER
 from vedina.security.csrf import UNSAFE_METHODS
@@ -203,6 +204,7 @@ def requires(*permissions: str | None, csrf_tokens=None):
         need = f"Requires permission `{permission}`." if permission else "Requires authentication."
         guarded.__doc__ = f"{need}\n\n{inspect.getdoc(handler) or ''}".strip()
         GUARDED_ROUTES[f"{handler.__module__}.{handler.__name__}"] = permission
+        setattr(guarded, REQUIRES_MARK, needed)  # read by the OpenAPI document (vedina.http.operation)
         return guarded
 
     return decorate
