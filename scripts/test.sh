@@ -17,4 +17,11 @@ export VEDINA_TEST_DB_PASSWORD=${VEDINA_TEST_DB_PASSWORD:-vedina-test-password}
 export VEDINA_TEST_REDIS=redis://127.0.0.1:6379
 export VEDINA_TEST_AMQP=amqp://guest:guest@127.0.0.1:5672/
 echo "[test] pytest"
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+# Without arguments: the whole suite but the operations drills marked `ops` (over ~30 s each:
+# wheel build in a new virtualenv, SIGHUP reload and rolling restart under load), which
+# `make ops-test` runs (scripts/test.sh -m ops tests/ops).
+if (($#)); then
+  .venv/bin/python -m pytest -p no:cacheprovider "$@"
+else
+  .venv/bin/python -m pytest -p no:cacheprovider -m "not ops"
+fi
