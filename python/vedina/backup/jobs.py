@@ -8,7 +8,6 @@ Restores never touch the live database, SQLite file or media directory unless as
 from __future__ import annotations
 
 import fcntl
-import os
 import platform
 import shutil
 import sqlite3
@@ -26,6 +25,7 @@ from vedina.backup import sqlite as sqlite_backup
 from vedina.backup.archive import BackupError, atomic_file, sha256_file
 from vedina.backup.manifest import Artifact, Manifest, backup_directory, read_manifest, verify, write_manifest
 from vedina.config import Settings
+from vedina.storage.durable import fsync_path
 
 
 def backup_root(settings: Settings, dest: str | None = None) -> Path:
@@ -61,9 +61,9 @@ def create_backup(settings: Settings, *, dest: str | None = None) -> BackupResul
         work.mkdir()
         try:
             manifest, media_manifest = _write_backup(settings, root, work, moment)
-            _fsync_directory(work)
+            fsync_path(work)
             work.rename(root / name)
-            _fsync_directory(root)
+            fsync_path(root)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -172,11 +172,3 @@ def _exclusive(root: Path) -> Iterator[None]:
         except BlockingIOError:
             raise BackupError(f"another backup is running in {root}") from None
         yield
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -49,6 +49,7 @@ from vedina.errors import BackendUnavailable, translate
 from vedina.jobs.ffmpeg import MediaToolError, ProgressCallback, run_ffmpeg
 from vedina.jobs.media_files import Unplayable, inspect, probe_info, resolve_media_path, video_stream
 from vedina.services.catalog import CatalogService
+from vedina.storage.durable import fsync_path
 from vedina.storage.media_assets import MediaAsset, MediaAssetRepository, MediaFacts
 from vedina.storage.message_ledger import Busy
 
@@ -148,14 +149,6 @@ async def _heartbeat(assets: MediaAssetRepository, asset_id: int):
             await task
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _Transcode:
     """One run over a source: plan the steps, skip the intact ones, make the others."""
 
@@ -220,7 +213,7 @@ class _Transcode:
 
     async def _finish(self, temp: Path, final: Path, *, playable: bool) -> MediaFacts:
         """Make ``temp`` durable, rename it over ``final`` (atomic), and probe the result."""
-        await asyncio.to_thread(_fsync, temp)
+        await asyncio.to_thread(fsync_path, temp)
         os.replace(temp, final)
         facts, _ = await inspect(final, playable=playable)
         return facts
@@ -283,7 +276,7 @@ class _Transcode:
             "-vf", f"fps=1/{interval},scale={tile_w}:{tile_h},tile={columns}x{rows}",
             "-frames:v", "1", "-q:v", "5", "-f", "image2", "-update", "1", str(temp_image),
         ])
-        await asyncio.to_thread(_fsync, temp_image)
+        await asyncio.to_thread(fsync_path, temp_image)
         os.replace(temp_image, image)
         cues = ["WEBVTT", ""]
         for index in range(count):

@@ -50,6 +50,7 @@ from vedina.services.media import CONTENT_TYPES
 from vedina.services.principals import Principal
 from vedina.storage.api_keys import ApiKeyRepository
 from vedina.storage.clock import utcnow
+from vedina.storage.durable import fsync_path
 from vedina.storage.movies import MovieRepository
 from vedina.storage.outbox import enqueue
 from vedina.storage.uploads import Upload, UploadRepository
@@ -169,18 +170,10 @@ def upload_meta(metadata: dict[str, str]) -> UploadMeta:
 # -- files (blocking: called in a worker thread) ---------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _create_part(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640))
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _lock(path: Path) -> int | None:
@@ -209,7 +202,7 @@ def _link(part: Path, final: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         final.unlink()  # a link left by a completion that did not commit
     os.link(part, final)
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def _truncate_to(path: Path, offset: int) -> None:
