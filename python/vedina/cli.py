@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--id", dest="ids", action="append", default=[], metavar="ID",
                       help="a dead letter's id (repeatable), as list shows it")
     dead.add_argument("--all", dest="everything", action="store_true", help="every dead letter")
+    jobs.add_parser("migrate-queues", help="convert the job queues to AMQP_QUEUE_TYPE (stop the workers first)")
     demo = commands.add_parser("demo-data", help="load demo movies with small playable media files")
     demo.add_argument("--movies", type=int, default=0, metavar="N",
                       help="also generate N realistic catalog rows (people, genres, credits) pointing at the demo clips")
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from vedina.jobs.worker import run_worker
 
         asyncio.run(run_worker(settings))
+    elif args.command == "jobs" and args.jobs_command == "migrate-queues":
+        from vedina.jobs.queue_migration import migrate_command
+
+        return asyncio.run(migrate_command(settings))
     elif args.command == "jobs":
         from vedina.jobs.dead_letters import dead_command
 

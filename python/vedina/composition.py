@@ -180,12 +180,14 @@ class Services:
         gauges and (``scheduler``; default: where jobs run in-process, no AMQP_URL) the periodic tasks, which
         ``vedina worker`` runs in the real profile. Only the scheduler holding the lease runs them."""
         self.resources.invalidations.start()
+        if self.resources.db_replicas is not None:
+            self.resources.db_replicas.start()  # replica health checks (ADR 0017)
         self.resources.start_relay()
         self.api_keys.usage.start()
         self.viewing.start()
         self.job_gauges = JobGauges(self.resources.relay, self.resources.broker)
         self.job_gauges.start()
-        if scheduler if scheduler is not None else not self.settings.amqp_url:
+        if scheduler if scheduler is not None else not self.settings.amqp_nodes:
             self.scheduler = Scheduler(self.resources.engine, self.periodic_tasks())
             self.scheduler.start()
 
@@ -202,11 +204,13 @@ class Services:
 
 def build_services(settings: Settings, resources: Resources, *, usage_interval: float = 10.0) -> Services:
     engine, invalidations = resources.engine, resources.invalidations
+    reader = resources.reader  # the public catalog reads: a replica when DB_REPLICA_HOSTS is set (ADR 0017)
 
     def near(name: str, ttl: float) -> NearCache:
         return NearCache(invalidations, name=name, max_entries=settings.near_cache_entries, ttl=ttl)
 
-    users, movies, genres = UserRepository(engine), MovieRepository(engine), GenreRepository(engine)
+    users, movies, genres = UserRepository(engine), MovieRepository(engine, reader=reader), GenreRepository(
+        engine, reader=reader)
     auth_state = AuthState(resources.shared, users, SessionRepository(engine), invalidations)
     token_keys = build_token_keys(settings)
     sessions = SessionService(
@@ -221,7 +225,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
     )
     shared_cache = SharedCache(resources.redis, ttl=settings.catalog_cache_ttl_s) if resources.redis is not None else None
     catalog = CatalogService(
-        movies=movies, queries=CatalogQueries(engine), genres=genres, invalidations=invalidations,
+        movies=movies, queries=CatalogQueries(engine, reader=reader), genres=genres, invalidations=invalidations,
         near=near("catalog", CATALOG_TTL), shared=shared_cache,
     )
     plan_rows, subscription_rows, payment_rows = PlanRepository(engine), SubscriptionRepository(engine), PaymentRepository(engine)
@@ -246,7 +250,7 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         users=users,
         movies=movies,
         genres=genres,
-        people=PersonRepository(engine),
+        people=PersonRepository(engine, reader=reader),
         media_assets=MediaAssetRepository(engine),
         webhook_events=WebhookEventRepository(engine),
         auth_state=auth_state,
@@ -282,11 +286,11 @@ def build_services(settings: Settings, resources: Resources, *, usage_interval: 
         payments=payments,
         subscriptions=subscriptions,
         idempotency=IdempotencyService(keys=IdempotencyKeyRepository(engine)),
-        blog=BlogService(engine=engine, posts=BlogRepository(engine), invalidations=invalidations,
+        blog=BlogService(engine=engine, posts=BlogRepository(engine, reader=reader), invalidations=invalidations,
                          near=near("blog", BLOG_TTL), base_url=settings.public_base_url),
         sitemap=SitemapService(posts=BlogRepository(engine), near=near("sitemap", BLOG_TTL),
                                base_url=settings.public_base_url, page_urls=settings.sitemap_page_urls),
-        comments=CommentService(engine=engine, comments=CommentRepository(engine), catalog=catalog,
+        comments=CommentService(engine=engine, comments=CommentRepository(engine, reader=reader), catalog=catalog,
                                 invalidations=invalidations, pages=near("comments", COMMENTS_TTL),
                                 limit=CommentRateLimit(settings)),
         moderation=ModerationService(engine=engine, comments=CommentRepository(engine), invalidations=invalidations),

@@ -59,10 +59,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_user: str = "vedina"
     db_password: str = ""
     db_pool_size: int = 10
+    # Read replicas (vedina.storage.replicas, ADR 0017): "host[:port],..." (same DB_NAME, DB_USER and
+    # DB_PASSWORD). Catalog reads go to a healthy one, fenced at the primary's GTID position; a replica
+    # down or more than DB_REPLICA_MAX_LAG_S behind is skipped. DB_REPLICA_WAIT_MS: how long a read waits
+    # for its replica to reach that position before the primary answers instead. Empty = primary only.
+    db_replica_hosts: str = ""
+    db_replica_max_lag_s: int = 5
+    db_replica_wait_ms: int = 100
 
     redis_url: str = ""
+    # Redis Sentinel (vedina.storage.redis_clients): "host:port,..." of the sentinels; set, it
+    # replaces REDIS_URL's host (the URL, if any, still gives the password and db number).
+    redis_sentinels: str = ""
+    redis_sentinel_service: str = "vedina"  # the master's name in `sentinel monitor`
+    redis_sentinel_password: str = ""  # the sentinels' own password (requirepass), if any
     amqp_url: str = ""
     amqp_queue_prefix: str = "vedina"
+    # A RabbitMQ cluster (vedina.storage.amqp_nodes): "amqp://...,amqp://..." of its nodes, instead
+    # of AMQP_URL; a lost connection moves to another node.
+    amqp_urls: str = ""
+    # "classic" or "quorum" (x-queue-type of the jobs, dead and retry queues). Empty (default):
+    # quorum with AMQP_URLS, classic with AMQP_URL. Changing it: `vedina jobs migrate-queues`.
+    amqp_queue_type: str = ""
     # `vedina worker` serves its own /metrics (job counters, durations) on this port of
     # 127.0.0.1 when set; 0 (default) = off.
     worker_metrics_port: int = 0
@@ -161,6 +179,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- derived values -----------------------------------------------------
 
     @property
+    def redis_enabled(self) -> bool:
+        """Redis (a URL, or Sentinel) holds the shared state; else the database table does."""
+        return bool(self.redis_url or self.redis_sentinels)
+
+    @property
+    def amqp_nodes(self) -> tuple[str, ...]:
+        """The broker URLs: AMQP_URLS' list, else AMQP_URL alone; empty = jobs run in-process."""
+        if self.amqp_urls:
+            return tuple(filter(None, (url.strip() for url in self.amqp_urls.split(","))))
+        return (self.amqp_url,) if self.amqp_url else ()
+
+    @property
+    def amqp_queue_kind(self) -> Literal["classic", "quorum"]:
+        if self.amqp_queue_type:
+            return "quorum" if self.amqp_queue_type == "quorum" else "classic"
+        return "quorum" if self.amqp_urls else "classic"
+
+    @property
     def storage_profile(self) -> Literal["embedded", "real"]:
         return "real" if self.db_host else "embedded"
 
@@ -207,9 +243,17 @@ ENV_VARS: dict[str, str] = {
     "DB_USER": "db_user",
     "DB_PASSWORD": "db_password",
     "DB_POOL_SIZE": "db_pool_size",
+    "DB_REPLICA_HOSTS": "db_replica_hosts",
+    "DB_REPLICA_MAX_LAG_S": "db_replica_max_lag_s",
+    "DB_REPLICA_WAIT_MS": "db_replica_wait_ms",
     "REDIS_URL": "redis_url",
+    "REDIS_SENTINELS": "redis_sentinels",
+    "REDIS_SENTINEL_SERVICE": "redis_sentinel_service",
+    "REDIS_SENTINEL_PASSWORD": "redis_sentinel_password",
     "AMQP_URL": "amqp_url",
     "AMQP_QUEUE_PREFIX": "amqp_queue_prefix",
+    "AMQP_URLS": "amqp_urls",
+    "AMQP_QUEUE_TYPE": "amqp_queue_type",
     "WORKER_METRICS_PORT": "worker_metrics_port",
     "SESSION_SECRET": "session_secret",
     "API_KEY_ENCRYPTION_KEY": "api_key_encryption_key",
@@ -368,6 +412,7 @@ def _validate(s: Settings) -> None:
     _validate_payment_provider(s)
     if s.db_pool_size < 1:
         raise ConfigError(f"DB_POOL_SIZE must be at least 1, got {s.db_pool_size}")
+    replica_addresses(s)
     if s.near_cache_entries < 0:
         raise ConfigError(f"NEAR_CACHE_ENTRIES must be 0 (no per-worker cache) or more, got {s.near_cache_entries}")
     if s.catalog_cache_ttl_s < 1:
@@ -401,6 +446,30 @@ def _validate(s: Settings) -> None:
     _validate_identity_keys(s)
     _validate_rate_limits(s)
     parse_networks(s.metrics_allowed_ips, var="METRICS_ALLOWED_IPS")
+    parse_sentinels(s)
+    _validate_amqp(s)
+
+
+def _validate_amqp(s: Settings) -> None:
+    if s.amqp_url and s.amqp_urls:
+        raise ConfigError("AMQP_URL and AMQP_URLS are both set: give one node in AMQP_URL or every node in AMQP_URLS")
+    if s.amqp_queue_type not in ("", "classic", "quorum"):
+        raise ConfigError(f"AMQP_QUEUE_TYPE must be classic or quorum (or empty), got {s.amqp_queue_type!r}")
+    var = "AMQP_URLS" if s.amqp_urls else "AMQP_URL"
+    nodes = s.amqp_nodes
+    if s.amqp_urls and not nodes:
+        raise ConfigError("AMQP_URLS must be comma-separated amqp:// or amqps:// URLs")
+    if len(set(nodes)) != len(nodes):
+        raise ConfigError("AMQP_URLS lists a node twice")
+    for url in nodes:
+        scheme, sep, rest = url.partition("://")
+        if scheme not in ("amqp", "amqps") or not sep or not rest.rpartition("@")[2].split("/")[0]:
+            raise ConfigError(f"{var} must be amqp:// or amqps:// URLs with a host, got {_redact_url(url)!r}")
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with its password (if any) hidden, for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1******@", url)
 
 
 def _validate_playback(s: Settings) -> None:
@@ -529,3 +598,72 @@ def _validate_rate_limits(s: Settings) -> None:
     parse_trusted_proxies(s.trusted_proxies)
     if not 1 <= s.rate_limit_redis_timeout_ms <= 10_000:
         raise ConfigError(f"RATE_LIMIT_REDIS_TIMEOUT_MS must be between 1 and 10000, got {s.rate_limit_redis_timeout_ms}")
+
+
+# -- Redis Sentinel -----------------------------------------------------------
+
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def parse_sentinels(s: Settings) -> list[tuple[str, int]]:
+    """``REDIS_SENTINELS`` as (host, port) pairs ("[::1]:26379" for IPv6); [] when unset.
+
+    >>> parse_sentinels(load_settings({"REDIS_SENTINELS": "10.0.0.5:26379,[::1]:26380"}))
+    [('10.0.0.5', 26379), ('::1', 26380)]
+    """
+    if not s.redis_sentinels:
+        return []
+    sentinels = []
+    for item in filter(None, (part.strip() for part in s.redis_sentinels.split(","))):
+        host, _, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "/@ []"):
+            raise ConfigError(f"REDIS_SENTINELS must be comma-separated host:port pairs, got {item!r}")
+        sentinels.append((host, int(port)))
+    if not sentinels:
+        raise ConfigError("REDIS_SENTINELS must name at least one host:port")
+    if not _SERVICE_NAME.match(s.redis_sentinel_service):
+        raise ConfigError("REDIS_SENTINEL_SERVICE must be the master's name in `sentinel monitor` "
+                          f"(letters, digits, . _ -), got {s.redis_sentinel_service!r}")
+    if s.redis_url and not s.redis_url.startswith("redis://"):
+        # Only the credentials and the db number of the URL are used with Sentinel.
+        raise ConfigError("REDIS_URL must be a redis:// URL (its password and db number) when REDIS_SENTINELS is set, "
+                          f"got scheme {s.redis_url.split(':', 1)[0]!r}")
+    from urllib.parse import urlsplit
+
+    if s.redis_url and not re.fullmatch(r"\d*", urlsplit(s.redis_url).path.strip("/")):
+        raise ConfigError("REDIS_URL's path must be a db number (redis://:password@host/0) when REDIS_SENTINELS is set")
+    return sentinels
+
+
+# -- read replicas ------------------------------------------------------------
+
+
+def replica_addresses(s: Settings) -> list[tuple[str, int]]:
+    """``DB_REPLICA_HOSTS`` as (host, port) pairs (port default: DB_PORT); [] when unset.
+
+    >>> replica_addresses(load_settings({"DB_HOST": "db1", "DB_REPLICA_HOSTS": "db2,db3:3307"}))
+    [('db2', 3306), ('db3', 3307)]
+    """
+    if not s.db_replica_hosts:
+        return []
+    if not s.db_host:
+        raise ConfigError("DB_REPLICA_HOSTS needs DB_HOST (replicas are for the MariaDB profile)")
+    if not 1 <= s.db_replica_max_lag_s <= 3_600:
+        raise ConfigError(f"DB_REPLICA_MAX_LAG_S must be between 1 and 3600, got {s.db_replica_max_lag_s}")
+    if not 0 <= s.db_replica_wait_ms <= 10_000:
+        raise ConfigError(f"DB_REPLICA_WAIT_MS must be between 0 and 10000, got {s.db_replica_wait_ms}")
+    replicas = []
+    for item in filter(None, (part.strip() for part in s.db_replica_hosts.split(","))):
+        host, colon, port = item.rpartition(":") if ":" in item.lstrip("[").rpartition("]")[2] else (item, "", "")
+        bracketed = host.startswith("[") and host.endswith("]")
+        host = host[1:-1] if bracketed else host
+        if (not host or any(c in host for c in "/@ []?#") or (":" in host and not bracketed)
+                or (colon and not (port.isdigit() and 0 < int(port) < 65536))):
+            raise ConfigError(f"DB_REPLICA_HOSTS must be comma-separated host[:port] entries, got {item!r}")
+        replicas.append((host, int(port) if colon else s.db_port))
+    if not replicas:
+        raise ConfigError("DB_REPLICA_HOSTS must name at least one host[:port]")
+    if len(set(replicas)) != len(replicas) or (s.db_host, s.db_port) in replicas:
+        raise ConfigError("DB_REPLICA_HOSTS lists a host twice, or the primary (DB_HOST) itself")
+    return replicas

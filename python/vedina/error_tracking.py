@@ -78,13 +78,30 @@ def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
 def _before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     if crumb.get("category") == "vedina.access":
         return None  # one per request: noise
+    record = (hint or {}).get("log_record")
+    return scrub_breadcrumb(crumb, template=record.msg if isinstance(record, logging.LogRecord) else None)
+
+
+def scrub_breadcrumb(crumb: dict[str, Any], *, template: Any) -> dict[str, Any]:
+    """A breadcrumb with its log record's message template instead of the message formatted with the
+    record's arguments (``log.info("sent to %s", email)``), and its data scrubbed like ``extra``.
+    Without a template (not a log record) the message is dropped.
+
+    >>> scrub_breadcrumb({"message": "sent to a@b.c", "data": {"token": "t", "n": 1}}, template="sent to %s")
+    {'message': 'sent to %s', 'data': {'n': 1}}
+    """
+    if isinstance(template, str):
+        crumb["message"] = template
+    else:
+        crumb.pop("message", None)
     if isinstance(crumb.get("data"), dict):
         crumb["data"] = _scrub_mapping(crumb["data"])
     return crumb
 
 
 def scrub(event: dict[str, Any]) -> dict[str, Any]:
-    """The event without cookies, bodies, query strings, secret-looking headers or data keys.
+    """The event without cookies, bodies, query strings, secret-looking headers or data keys, or log
+    arguments (a log record's message is sent as its template).
 
     >>> scrub({"request": {"cookies": {"vedina_at": "x"}, "headers": {"Authorization": "Bearer x"}}})
     {'request': {'headers': {}}}
@@ -103,7 +120,12 @@ def scrub(event: dict[str, Any]) -> dict[str, Any]:
             exception["value"] = _SQL_PARAMETERS.sub("[parameters hidden]", exception["value"])
     logentry = event.get("logentry")
     if isinstance(logentry, dict):
+        # "formatted" is record.getMessage(): the template with the arguments in; keep the template.
         logentry.pop("params", None)
+        if isinstance(logentry.get("message"), str):
+            logentry["formatted"] = logentry["message"]
+        else:
+            logentry.pop("formatted", None)
     for field in ("extra", "contexts"):
         if isinstance(event.get(field), dict):
             event[field] = _scrub_mapping(event[field])

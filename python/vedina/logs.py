@@ -60,21 +60,31 @@ class AccessLog:
 
     (``user_id`` when a user's token authenticated the request, ``api_key`` — the access
     key id, never its secret — for a signed request.)
+
+    A request never writes: beyond ``max_pending`` lines waiting for the next flush, a
+    line is dropped and counted (``vedina_access_log_dropped_total``), which bounds the
+    memory a worker holds if its flushes fall behind.
     """
 
     PIPE_BUF = 4096
 
-    def __init__(self, *, fd: int | None = None, max_pending: int = 2048) -> None:
+    def __init__(self, *, fd: int | None = None, max_pending: int = 20_000) -> None:
+        # Imported here: prometheus_client must be imported after `vedina serve` set up its
+        # multiprocess directory, and the CLI imports this module before that.
+        from vedina.metrics import ACCESS_LOG_DROPPED, BufferedCounter
+
         self._fd = fd
         self._pending: list[tuple] = []
         self._max_pending = max_pending
+        self.dropped = BufferedCounter(ACCESS_LOG_DROPPED)
         self._second = -1
         self._second_text = ""
 
     def add(self, request_id: str, method: str, route: str, status: int, seconds: float, principal) -> None:
-        self._pending.append((time.time(), request_id, method, route, status, seconds, principal))
         if len(self._pending) >= self._max_pending:
-            self.flush()
+            self.dropped.inc()
+            return
+        self._pending.append((time.time(), request_id, method, route, status, seconds, principal))
 
     def _timestamp(self, now: float) -> str:
         second = int(now)

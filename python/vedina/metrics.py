@@ -65,11 +65,30 @@ MEDIA_BYTES = Counter(
     "Bytes of media file answers handed to the server (their Content-Length), by status (200 whole, 206 range)",
     ["status"],
 )
+ACCESS_LOG_DROPPED = Counter(
+    "vedina_access_log_dropped_total",
+    "Access-log lines dropped: more than the cap were waiting in a worker for the once-a-second write",
+)
 # -- resources, sampled each second by every worker (RequestRecorder.flush) -----------------
 DB_POOL = Gauge("vedina_db_pool_connections", "Database pool connections: checked_out (in use), idle (open, free)",
                 ["state"], multiprocess_mode="livesum")
 DB_POOL_MAX = Gauge("vedina_db_pool_max_connections", "Connections the pools may open (size + overflow)",
                     multiprocess_mode="livesum")
+# -- read replicas (vedina.storage.replicas): each worker checks every replica once a second -------
+DB_REPLICA_UP = Gauge(
+    "vedina_db_replica_up", "1 while reads may use the replica (it answers and is within DB_REPLICA_MAX_LAG_S), "
+    "0 while the primary serves its reads (the worst view among the workers)", ["replica"], multiprocess_mode="livemin",
+)
+DB_REPLICA_LAG = Gauge(
+    "vedina_db_replica_lag_seconds", "How far behind the primary the replica's data is (age of the newest primary "
+    "GTID position it has applied; 0 when caught up within DB_REPLICA_WAIT_MS)", ["replica"],
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_READS = Counter(
+    "vedina_db_replica_reads_total", "Replica-eligible reads: outcome=replica (served by one), or served by the "
+    "primary because no replica was usable (unusable), it did not reach the primary's position in time (behind) "
+    "or could not be reached (error)", ["outcome"],
+)
 JWT_CACHE_ENTRIES = Gauge("vedina_jwt_verifier_cache_entries", "Verified tokens held by the workers' verifier caches",
                           multiprocess_mode="livesum")
 PLAYBACK_SESSIONS = Gauge(
@@ -241,6 +260,14 @@ class RequestRecorder:
     async def close(self) -> None:
         await self._task.stop()
         self.flush()
+
+
+def forget_process(pid: int) -> None:
+    """In a server's main process, once worker ``pid`` has exited: remove its live gauges
+    (``livesum``, ``liveall``, ``livemostrecent``, ...) from the multiprocess files, or
+    every scrape would keep adding the values of a worker that is gone."""
+    if os.environ.get(ENV):
+        multiprocess.mark_process_dead(pid)
 
 
 def serve_worker_metrics(port: int) -> None:

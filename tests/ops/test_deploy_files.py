@@ -47,12 +47,18 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
+def environment_files(name: str) -> list[str]:
+    """Every EnvironmentFile= line of a unit, in order (configparser keeps only the last)."""
+    return [line.partition("=")[2].strip() for line in (UNITS / name).read_text().splitlines()
+            if line.startswith("EnvironmentFile=")]
+
+
 def rendered_units(directory: Path, *, vedina: str, edit=lambda name, text: text) -> list[Path]:
     """Copies of the units with the installed path replaced by a real executable (verify checks that
-    every Exec command exists); ``edit`` may break one."""
+    every Exec command exists), a template as its instance ``a``; ``edit`` may break one."""
     paths = []
-    for source in sorted(UNITS.glob("*.service")):
-        target = directory / source.name
+    for source in sorted([*UNITS.glob("*.service"), *UNITS.glob("*.timer")]):
+        target = directory / source.name.replace("@.", "@a.")
         target.write_text(edit(source.name, source.read_text().replace(INSTALLED_VEDINA, vedina)))
         paths.append(target)
     return paths
@@ -92,7 +98,7 @@ def test_verify_catches_a_broken_unit(tmp_path, breakage, expected):
 
 @needs_systemd_analyze
 def test_units_are_hardened_to_an_ok_exposure(tmp_path):
-    for path in rendered_units(tmp_path, vedina=VEDINA):
+    for path in [p for p in rendered_units(tmp_path, vedina=VEDINA) if p.suffix == ".service"]:
         result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold=40",
                                  str(path)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-500:] + result.stderr
@@ -103,7 +109,7 @@ def test_units_are_hardened_to_an_ok_exposure(tmp_path):
 def test_units_run_vedina_as_a_dedicated_user_with_the_promised_hardening():
     expected = {"User": "vedina", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
                 "NoNewPrivileges": "yes", "EnvironmentFile": "/etc/vedina/vedina.env", "StateDirectory": "vedina"}
-    for name in ("vedina-api.service", "vedina-worker.service", "vedina-migrate.service"):
+    for name in ("vedina-api.service", "vedina-worker.service", "vedina-migrate.service", "vedina-backup.service"):
         service = unit(name)["Service"]
         assert {key: service.get(key) for key in expected} == expected, name
         assert "/var/lib/vedina" in service["ReadWritePaths"].split(), name
@@ -119,6 +125,41 @@ def test_units_run_vedina_as_a_dedicated_user_with_the_promised_hardening():
     migrate = unit("vedina-migrate.service")["Service"]
     assert (migrate["Type"], migrate["ExecStart"]) == ("oneshot", f"{INSTALLED_VEDINA} migrate")
     assert unit("vedina-api.service")["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_instance_template_is_the_api_unit_plus_a_per_instance_environment_file():
+    single, template = unit("vedina-api.service"), unit("vedina-api@.service")
+    assert environment_files("vedina-api.service") == ["/etc/vedina/vedina.env"]
+    # Read in this order: the instance's file (PORT, ...) overrides the shared one.
+    assert environment_files("vedina-api@.service") == ["/etc/vedina/vedina.env", "/etc/vedina/%i.env"]
+    for section in ("Unit", "Service", "Install"):
+        differing = {key for key in set(single[section]) | set(template[section])
+                     if key not in ("Description", "EnvironmentFile")
+                     and single[section].get(key) != template[section].get(key)}
+        assert differing == set(), f"[{section}] differs from vedina-api.service: {sorted(differing)}"
+    assert "%i" in template["Unit"]["Description"]
+
+
+def test_backup_runs_daily_as_vedina_with_a_private_umask():
+    units = sorted(p.name for p in [*UNITS.glob("*.service"), *UNITS.glob("*.timer")])
+    assert {"vedina-backup.service", "vedina-backup.timer"} <= set(units)  # so verify checks them too
+    backup = unit("vedina-backup.service")
+    service = backup["Service"]
+    assert (service["Type"], service["ExecStart"]) == ("oneshot", f"{INSTALLED_VEDINA} backup")
+    assert (service["User"], service["Group"], service["UMask"]) == ("vedina", "vedina", "0077")
+    assert "Install" not in backup  # started by its timer only
+    timer = unit("vedina-backup.timer")
+    assert timer["Timer"]["OnCalendar"] == "*-*-* 02:15:00" and timer["Timer"]["Persistent"] == "true"
+    assert timer["Timer"]["RandomizedDelaySec"] and timer["Timer"]["Unit"] == "vedina-backup.service"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+@needs_systemd_analyze
+def test_verify_catches_a_broken_timer(tmp_path):
+    paths = rendered_units(tmp_path, vedina=VEDINA, edit=lambda name, text: text.replace(
+        "OnCalendar=*-*-* 02:15:00", "OnCalendar=daily at 2") if name == "vedina-backup.timer" else text)
+    ok, output = verify(paths)
+    assert not ok and "calendar specification" in output, output
 
 
 def seconds(text: str) -> int:

@@ -127,3 +127,24 @@ def test_lines_are_written_whole_in_chunks_of_at_most_pipe_buf(tmp_path):
     lines = [orjson.loads(line) for line in data.splitlines()]
     assert [line["request_id"] for line in lines] == [f"id-{i}" for i in range(100)]
     assert lines[0]["duration_ms"] == 1.2 and lines[0]["ts"].endswith("Z") and "user_id" not in lines[0]
+
+
+def test_a_full_buffer_drops_and_counts_lines_and_a_request_never_writes(tmp_path):
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    log = AccessLog(fd=write, max_pending=10)
+    for i in range(15):
+        log.add(f"id-{i}", "GET", "/health", 200, 0.0001, None)
+    with pytest.raises(BlockingIOError):  # nothing written on the request path
+        os.read(read, 65536)
+    assert log.dropped.pending == 5  # vedina_access_log_dropped_total at the next metrics flush
+    log.flush()
+    log.add("id-after", "GET", "/health", 200, 0.0001, None)
+    log.flush()
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    ids = [orjson.loads(line)["request_id"] for line in data.splitlines()]
+    assert ids == [f"id-{i}" for i in range(10)] + ["id-after"]

@@ -26,18 +26,29 @@ def worker_pids(main_pid: int) -> set[int]:
     """The Granian worker processes of a `vedina serve` main process."""
     pids = set()
     for task in Path(f"/proc/{main_pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # a thread that ended since the listing
+            continue
+        for child in children:
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:  # reaped since the listing
+                continue
             if b"provider-sim" not in cmdline:
                 pids.add(int(child))
     return pids
 
 
+# A request of the loop: a path to GET, or (method, path, JSON body).
+Request = str | tuple[str, str, object]
+
+
 class RequestLoop:
-    """Threads sending GETs until stopped: ``keepalive`` clients reusing connections and
+    """Threads sending requests until stopped: ``keepalive`` clients reusing connections and
     ``fresh`` ones opening a connection per request; every failure is kept."""
 
-    def __init__(self, base_url: str, paths: list[str], *, keepalive: int = 2, fresh: int = 1,
+    def __init__(self, base_url: str, paths: list[Request], *, keepalive: int = 2, fresh: int = 1,
                  headers: dict[str, str] | None = None, retry_stale: bool = False) -> None:
         self.base_url = base_url
         # RFC 9112 §9.3.1: a client may retry an idempotent request once when a reused
@@ -57,14 +68,14 @@ class RequestLoop:
     def total(self) -> int:
         return sum(self.statuses.values()) + len(self.failures)
 
-    def _record(self, path: str, response: httpx.Response | None, error: Exception | None) -> None:
+    def _record(self, path: Request, response: httpx.Response | None, error: Exception | None) -> None:
         with self._lock:
             if error is not None:
-                self.failures.append((path, repr(error)))
+                self.failures.append((str(path), repr(error)))
             else:
                 self.statuses[response.status_code] += 1
                 if response.status_code != 200:
-                    self.failures.append((path, f"{response.status_code} {response.text[:200]}"))
+                    self.failures.append((str(path), f"{response.status_code} {response.text[:200]}"))
 
     def _run(self, keepalive: bool) -> None:
         client = httpx.Client(base_url=self.base_url, timeout=15, headers=self.headers)
@@ -73,19 +84,20 @@ class RequestLoop:
             while not self._stop.is_set():
                 path = self.paths[i % len(self.paths)]
                 i += 1
+                method, url, body = ("GET", path, None) if isinstance(path, str) else path
                 try:
                     if keepalive:
                         try:
-                            response = client.get(path)
+                            response = client.request(method, url, json=body)
                         except httpx.RemoteProtocolError as stale:
                             if not (self.retry_stale and "without sending a response" in str(stale)):
                                 raise
                             with self._lock:
                                 self.retried += 1
-                            response = client.get(path)
+                            response = client.request(method, url, json=body)
                     else:
-                        response = httpx.get(self.base_url + path, timeout=15,
-                                             headers={**self.headers, "connection": "close"})
+                        response = httpx.request(method, self.base_url + url, json=body, timeout=15,
+                                                 headers={**self.headers, "connection": "close"})
                     self._record(path, response, None)
                 except httpx.HTTPError as error:
                     self._record(path, None, error)

@@ -46,7 +46,7 @@ def register(app: Robyn, state: AppState) -> None:
         # sending before the instance restarts. Only /ready looks (one stat), in every worker.
         if drain_path.exists():
             return error_response(ServiceUnavailable(
-                "Draining: this instance is about to restart", details={"draining": True, "drain_file": str(drain_path)}))
+                "Draining: this instance is about to restart", details={"draining": True}))
         checks = await state.services.resources.check()
         failed = sorted(name for name, result in checks.items() if result != "ok")
         if failed:

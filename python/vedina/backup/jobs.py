@@ -3,11 +3,18 @@
 
 Restores never touch the live database, SQLite file or media directory unless asked with
 ``overwrite_live=True`` (``--overwrite-live``): by default the target is a scratch one.
+
+Everything a backup writes is private to the user running it (directories 0700, files 0600:
+a dump holds password hashes and tokens). ``BACKUP_DIR/.lock`` keeps a backup (exclusive: it
+rotates backups and prunes the media store) and restores (shared: they read both) apart; neither
+waits: whichever comes second is refused with a message saying what holds the lock.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import platform
 import shutil
 import sqlite3
@@ -48,9 +55,13 @@ class RestoreResult:
 
 
 def create_backup(settings: Settings, *, dest: str | None = None) -> BackupResult:
-    root = backup_root(settings, dest)
+    with _private_files():
+        return _create_backup(settings, backup_root(settings, dest))
+
+
+def _create_backup(settings: Settings, root: Path) -> BackupResult:
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root):
+    with _locked(root, shared=False):
         moment = datetime.now(UTC)
         while (root / rotation.stamp(moment)).exists():  # one backup per second: names are stamps
             time.sleep(0.2)
@@ -103,6 +114,15 @@ def _write_backup(settings: Settings, root: Path, work: Path, moment: datetime) 
 def restore_backup(settings: Settings, backup: Path, *, into: str | None = None, until: str | None = None,
                    media_into: str | None = None, overwrite_live: bool = False) -> RestoreResult:
     directory = backup_directory(Path(backup).resolve())
+    # Shared: restores may run side by side, but no backup may rotate this one away or prune the
+    # media store under it.
+    with _locked(directory.parent, shared=True):
+        return _restore(settings, directory, into=into, until=until, media_into=media_into,
+                        overwrite_live=overwrite_live)
+
+
+def _restore(settings: Settings, directory: Path, *, into: str | None, until: str | None, media_into: str | None,
+             overwrite_live: bool) -> RestoreResult:
     manifest = read_manifest(directory)
     verify(directory, manifest)  # before anything is created or written
     if manifest.profile != settings.storage_profile:
@@ -165,10 +185,41 @@ def _read_media(directory: Path) -> media.MediaManifest:
 
 
 @contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
-    with open(root / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BackupError(f"another backup is running in {root}") from None
+def _private_files() -> Iterator[None]:
+    """umask 077 for the whole backup: every directory it creates is 0700, every file 0600
+    (the dump, manifests, media-store objects, the lock file, the client tools' temporary files)."""
+    previous = os.umask(0o077)
+    try:
         yield
+    finally:
+        os.umask(previous)
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def _locked(root: Path, *, shared: bool) -> Iterator[None]:
+    """flock ``root/.lock``: exclusive for a backup, shared for a restore; never waits."""
+    try:
+        # Opened read-only and never truncated (flock needs no write access): a restore also works
+        # from a read-only copy of BACKUP_DIR, and as another user (root) than the backups' owner.
+        # 0644 & umask: 0600 under a backup, readable by the backups' owner if a root restore made it.
+        fd = os.open(root / LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if not (shared and exc.errno in (errno.EROFS, errno.ENOENT)):
+            raise BackupError(f"cannot open the lock file {root / LOCK}: {exc.strerror}") from None
+        fd = None  # a read-only copy without a lock file, or no such directory: no backup runs there
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if shared:
+                    raise BackupError(f"a backup is running in {root} (it rotates backups and prunes the media "
+                                      "store): retry the restore when it has finished") from None
+                raise BackupError(f"another backup or a restore is running in {root}") from None
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -162,7 +162,7 @@ class RabbitDeadLetters:
         channel = await self._broker.open_channel()
         held = []
         try:
-            queue = await channel.declare_queue(self._broker.dead_queue_name, durable=True)
+            queue = await self._broker.declare_dead(channel)
             while True:
                 message = await queue.get(no_ack=False, fail=False, timeout=PUBLISH_TIMEOUT)
                 if message is None:

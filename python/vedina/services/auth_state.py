@@ -13,6 +13,10 @@ Readers fill a missing entry with ``add`` (set-if-absent) while writers use
 ``set``: a reader that looked at the database just before a change committed
 can never overwrite the writer's newer value with its stale one.
 
+Writers' ``set`` is *durable*: behind Redis Sentinel it returns once a replica
+holds the value, so a failover right after a logout cannot bring back the
+"active" state the promoted replica held before (vedina.storage.redis_clients).
+
 Every write is then *published* on the invalidation channel under the same
 key, so the per-worker caches built on top of this state (the principal cache
 in :mod:`vedina.services.principals`) drop what they held, on every worker
@@ -108,7 +112,8 @@ class AuthState:
 
     async def publish_user_state(self, user_id: int, *, status: str, role: str) -> None:
         """Call after the change committed."""
-        await self._store.set(user_key(user_id), _encode(UserState(status=status, role=role)), ttl=USER_STATE_TTL)
+        await self._store.set(user_key(user_id), _encode(UserState(status=status, role=role)), ttl=USER_STATE_TTL,
+                              durable=True)
         await self._invalidations.publish(user_key(user_id))
 
     async def profile_changed(self, user_id: int) -> None:
@@ -131,7 +136,7 @@ class AuthState:
     async def mark_sessions_revoked(self, family_ids: list[str]) -> None:
         """Call after the revocation committed."""
         for family_id in family_ids:
-            await self._store.set(session_key(family_id), _REVOKED, ttl=REVOKED_TTL)
+            await self._store.set(session_key(family_id), _REVOKED, ttl=REVOKED_TTL, durable=True)
         if family_ids:
             await self._invalidations.publish(*map(session_key, family_ids))
 
@@ -140,5 +145,5 @@ class AuthState:
     async def deny_token(self, jti: str, *, expires_at: int) -> None:
         remaining = expires_at - time.time() + 60  # verifier leeway and clock skew
         if remaining > 0:
-            await self._store.set(deny_key(jti), b"1", ttl=remaining)
+            await self._store.set(deny_key(jti), b"1", ttl=remaining, durable=True)
             await self._invalidations.publish(deny_key(jti))

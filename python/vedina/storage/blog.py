@@ -9,7 +9,7 @@ scheduler, on ``status``), so two writers never both win.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +25,10 @@ from vedina.storage.schema import (
     movies,
     users,
 )
+
+if TYPE_CHECKING:
+    from vedina.storage.replicas import Reader
+
 
 POST_COLUMNS = (
     *(c for c in blog_posts.c),
@@ -43,15 +47,16 @@ def shown_movies(now: datetime):
     )
 
 class BlogRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reader: Reader | None = None) -> None:
         self._engine = engine
+        self._reader = engine if reader is None else reader  # ADR 0017: a replica for the public reads
 
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, *, post_id: int | None = None, slug: str | None = None) -> dict[str, Any] | None:
         """A post (any status) with its tags, all its related movie ids and its author's name."""
         condition = blog_posts.c.id == post_id if post_id is not None else blog_posts.c.slug == slug
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(sa.select(*POST_COLUMNS).select_from(_POSTS_WITH_AUTHOR).where(condition))
                    ).mappings().first()
             if row is None:
@@ -92,7 +97,7 @@ class BlogRepository:
             moment, last_id = after
             query = query.where(sa.or_(order < moment, sa.and_(order == moment, blog_posts.c.id < last_id)))
         query = query.order_by(order.desc(), blog_posts.c.id.desc()).limit(limit)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = [plain(r) for r in (await conn.execute(query)).mappings()]
             tags = await self._tags(conn, [r["id"] for r in rows])
         for row in rows:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +30,10 @@ from vedina.storage import search
 from vedina.storage.movies import MOVIE_COLUMNS
 from vedina.storage.rows import plain
 from vedina.storage.schema import credits, movie_genres, movie_languages, movies
+
+if TYPE_CHECKING:
+    from vedina.storage.replicas import Reader
+
 
 # Sort name -> (column, descending). Ties are broken by id in the same direction.
 SORTS: dict[str, tuple[sa.Column, bool]] = {
@@ -155,13 +159,14 @@ def search_statement(dialect: str, expression: str, filters: Filters, *, offset:
 
 
 class CatalogQueries:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, *, reader: Reader | None = None) -> None:
+        self._engine = engine  # explain(): the primary's plans
+        self._reader = engine if reader is None else reader  # every listing and search (ADR 0017)
         self.dialect = engine.dialect.name
 
     async def list(self, filters: Filters, *, sort: str, after: Keyset | None, limit: int) -> Page:
         statement = list_statement(filters, sort=sort, after=after, limit=limit + 1)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = [plain(r) for r in (await conn.execute(statement)).mappings().all()]
         page = Page(rows=rows[:limit])
         if len(rows) > limit:
@@ -170,7 +175,7 @@ class CatalogQueries:
         return page
 
     async def admin_list(self, filters: Filters, *, offset: int, limit: int) -> Page:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = [plain(r) for r in (await conn.execute(admin_statement(filters, offset=offset, limit=limit + 1)))
                     .mappings().all()]
         return Page(rows=rows[:limit], next_offset=offset + limit if len(rows) > limit else None)
@@ -179,7 +184,7 @@ class CatalogQueries:
         if offset >= MAX_SEARCH_OFFSET:
             return Page(rows=[])
         statement = search_statement(self.dialect, expression, filters, offset=offset, limit=limit + 1)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = [plain(r) for r in (await conn.execute(statement)).mappings().all()]
         more = len(rows) > limit and offset + limit < MAX_SEARCH_OFFSET
         return Page(rows=rows[:limit], next_offset=offset + limit if more else None)
@@ -196,5 +201,5 @@ class CatalogQueries:
                     for r in result]
 
     async def correct(self, word: str) -> str | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await search.correct(conn, word)

@@ -15,7 +15,7 @@ guard reads under that lock and the count's upsert never races an insert.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -32,6 +32,10 @@ from vedina.storage.schema import (
 )
 from vedina.storage.viewing import ViewingRepository
 
+if TYPE_CHECKING:
+    from vedina.storage.replicas import Reader
+
+
 _C = comments.c
 _ROOT = _C.root_id.is_(None)
 
@@ -45,11 +49,13 @@ def _upsert(conn: AsyncConnection, table: sa.Table, values: dict[str, Any], *, k
 
 
 class CommentRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reader: Reader | None = None) -> None:
         self._engine = engine
+        self._reader = engine if reader is None else reader  # ADR 0017: a replica for the public reads
 
-    async def _all(self, query) -> list[dict[str, Any]]:
-        async with self._engine.connect() as conn:
+    async def _all(self, query, *, public: bool = False) -> list[dict[str, Any]]:
+        """``public``: a page every viewer reads (threads, replies), from the reader."""
+        async with (self._reader if public else self._engine).connect() as conn:
             return [plain(r) for r in (await conn.execute(query)).mappings().all()]
 
     # -- reads ----------------------------------------------------------------------
@@ -59,7 +65,7 @@ class CommentRepository:
         return found[0] if found else None
 
     async def visible_count(self, movie_id: int) -> int:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             value = await conn.scalar(sa.select(comment_counts.c.visible).where(comment_counts.c.movie_id == movie_id))
         return int(value or 0)
 
@@ -68,7 +74,7 @@ class CommentRepository:
         query = sa.select(comments).where(_C.movie_id == movie_id, _ROOT)
         if after_id is not None:
             query = query.where(_C.id < after_id if newest_first else _C.id > after_id)
-        return await self._all(query.order_by(_C.id.desc() if newest_first else _C.id).limit(limit))
+        return await self._all(query.order_by(_C.id.desc() if newest_first else _C.id).limit(limit), public=True)
 
     async def replies(self, *, movie_id: int, root_ids: list[int], per_root: int) -> tuple[dict[int, list[dict]], dict[int, int]]:
         """The first ``per_root`` replies of each thread (oldest first) and each thread's reply count."""
@@ -78,9 +84,10 @@ class CommentRepository:
         ranked = (sa.select(comments, position)
                   .where(_C.movie_id == movie_id, _C.root_id.in_(root_ids)).subquery())
         rows = await self._all(sa.select(ranked).where(ranked.c.position <= per_root)
-                               .order_by(ranked.c.root_id, ranked.c.id))
+                               .order_by(ranked.c.root_id, ranked.c.id), public=True)
         counted = await self._all(sa.select(_C.root_id, sa.func.count().label("n"))
-                                  .where(_C.movie_id == movie_id, _C.root_id.in_(root_ids)).group_by(_C.root_id))
+                                  .where(_C.movie_id == movie_id, _C.root_id.in_(root_ids)).group_by(_C.root_id),
+                                  public=True)
         replies: dict[int, list[dict]] = {}
         for row in rows:
             row.pop("position", None)

@@ -26,6 +26,16 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def create_replica_engine(settings: Settings, host: str, port: int) -> AsyncEngine:
+    """A read replica's pool (vedina.storage.replicas): the primary's URL and credentials on another
+    host. A replica that does not answer is given up quickly: the primary is there to serve."""
+    url = sa.make_url(settings.database_url).set(host=host, port=port, password=settings.db_password or None)
+    return create_async_engine(
+        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800,
+        pool_pre_ping=True, connect_args={"connect_timeout": 2},
+    )
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers in other worker processes go on while one writes;
     # busy_timeout makes a writer wait for the lock instead of failing.

@@ -210,12 +210,13 @@ def open_invalidations(settings: Settings, redis=None) -> HostInvalidations:
     table = GenerationTable(str(default_table_path(settings)))
     if redis is None:
         return HostInvalidations(table)
-    import redis.asyncio as redis_asyncio
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
+    from vedina.storage.redis_clients import redis_client
+
     # No automatic reconnect on the subscription: a connection that failed must be seen
     # to fail, so that the lease ends and the next subscription invalidates everything.
-    subscriber = redis_asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
-                                        retry=Retry(NoBackoff(), 0))
+    # Behind Sentinel the new subscription goes to whichever master the sentinels name now.
+    subscriber = redis_client(settings, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
     return RedisInvalidations(table, redis, subscriber=subscriber)

@@ -30,7 +30,9 @@ class KeyValueStore(Protocol):
         """The values of ``keys`` in order, in one round trip."""
         ...
 
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None, durable: bool = False) -> None:
+        """Overwrite; ``durable``: the write must survive a failover of the store (revocations)."""
+        ...
 
     async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         """Set only if absent (Redis SET NX); True when this call set it."""
@@ -71,8 +73,8 @@ class SqlStore:
             found = dict((await conn.execute(_GET_MANY, {"keys": keys, "now": now_ms()})).all())
         return [found.get(key) for key in keys]
 
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        async with self._engine.begin() as conn:
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None, durable: bool = False) -> None:
+        async with self._engine.begin() as conn:  # committed: durable whatever ``durable`` says
             await conn.execute(sa.delete(kv_entries).where(kv_entries.c.key == key))
             await conn.execute(sa.insert(kv_entries).values(key=key, value=value, expires_at=_expiry_ms(ttl)))
 
@@ -108,9 +110,11 @@ class SqlStore:
 class RedisStore:
     """Redis-backed store; ``prefix`` keeps the shared state and the cache apart."""
 
-    def __init__(self, client, *, prefix: str) -> None:  # client: redis.asyncio.Redis
+    def __init__(self, client, *, prefix: str, replicas: int = 0) -> None:  # client: redis.asyncio.Redis
+        """``replicas``: how many replicas hold a durable write before it returns (behind Sentinel: 1)."""
         self._redis = client
         self._prefix = prefix
+        self._replicas = replicas
 
     async def get(self, key: str) -> bytes | None:
         return await self._redis.get(self._prefix + key)
@@ -118,8 +122,21 @@ class RedisStore:
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         return await self._redis.mget([self._prefix + key for key in keys])
 
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self._redis.set(self._prefix + key, value, px=None if ttl is None else int(ttl * 1000))
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None, durable: bool = False) -> None:
+        px = None if ttl is None else int(ttl * 1000)
+        if not (durable and self._replicas):
+            await self._redis.set(self._prefix + key, value, px=px)
+            return
+        # Replication is asynchronous: a master that dies right after answering may take the
+        # write with it, and the promoted replica would still hold the old value (an "active"
+        # session). WAIT, on the connection that wrote, returns once a replica holds it
+        # (or after REPLICA_WAIT_MS, when no replica answers: then no replica could be promoted).
+        from vedina.storage.redis_clients import REPLICA_WAIT_MS
+
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._prefix + key, value, px=px)
+            pipe.wait(self._replicas, REPLICA_WAIT_MS)
+            await pipe.execute()
 
     async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         px = None if ttl is None else int(ttl * 1000)

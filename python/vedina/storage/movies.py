@@ -9,7 +9,7 @@ movie and its parts change in one transaction.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vedina.storage.clock import utcnow
 from vedina.storage.rows import plain
 from vedina.storage.schema import credits, genres, media_assets, movie_genres, movie_languages, movies, people
+
+if TYPE_CHECKING:
+    from vedina.storage.replicas import Reader
 
 MOVIE_COLUMNS = (
     movies.c.id,
@@ -66,14 +69,15 @@ class VersionMismatch(Exception):
 
 
 class MovieRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reader: Reader | None = None) -> None:
         self._engine = engine
+        self._reader = engine if reader is None else reader  # ADR 0017: a replica for the public reads
 
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, movie_id: int) -> dict[str, Any] | None:
         """A movie with its credits and media assets (any status)."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(_GET_MOVIE, {"movie_id": movie_id})).mappings().first()
             if row is None:
                 return None
@@ -94,7 +98,7 @@ class MovieRepository:
     async def next_window_change(self, now: datetime) -> datetime | None:
         """The next moment a published movie enters or leaves its availability window."""
         published = movies.c.status == "published"
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             starts = (await conn.execute(sa.select(sa.func.min(movies.c.available_from)).where(
                 published, movies.c.available_from > now))).scalar_one()
             ends = (await conn.execute(sa.select(sa.func.min(movies.c.available_until)).where(
@@ -176,11 +180,12 @@ class MovieRepository:
 
 
 class GenreRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reader: Reader | None = None) -> None:
         self._engine = engine
+        self._reader = engine if reader is None else reader  # ADR 0017: a replica for the public reads
 
     async def all(self) -> list[dict[str, Any]]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(sa.select(genres).order_by(genres.c.slug))).mappings().all()
         return [plain(r) for r in rows]
 
@@ -192,7 +197,7 @@ class GenreRepository:
         return dict(rows.all())
 
     async def id_of(self, slug: str) -> int | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return (await self.ids_by_slug(conn, [slug])).get(slug)
 
     @staticmethod
@@ -217,8 +222,9 @@ class GenreRepository:
 
 
 class PersonRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reader: Reader | None = None) -> None:
         self._engine = engine
+        self._reader = engine if reader is None else reader  # ADR 0017: a replica for the public reads
 
     async def get(self, person_id: int, *, now: datetime, ratings: tuple[str, ...] | None) -> dict[str, Any] | None:
         """A person and their credits on movies viewers see now (``ratings``: a parental limit's)."""
@@ -227,7 +233,7 @@ class PersonRepository:
                    sa.or_(movies.c.available_until.is_(None), movies.c.available_until > now)]
         if ratings is not None:
             visible.append(movies.c.maturity_rating.in_(ratings))
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(sa.select(people.c.id, people.c.name).where(people.c.id == person_id))).first()
             if row is None:
                 return None
@@ -243,7 +249,7 @@ class PersonRepository:
         escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = (sa.select(people.c.id, people.c.name).where(people.c.name.like(f"{escaped}%", escape="\\"))
                  .order_by(people.c.name, people.c.id).limit(limit))
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return [plain(r) for r in (await conn.execute(query)).mappings().all()]
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 Opened once per process (after Granian or Robyn forked it) and closed at
 shutdown. The profile is chosen by the settings: ``DB_HOST`` selects
-MySQL/MariaDB, ``REDIS_URL`` Redis, ``AMQP_URL`` RabbitMQ; each one left empty
+MySQL/MariaDB, ``REDIS_URL`` (or ``REDIS_SENTINELS``) Redis, ``AMQP_URL`` (or ``AMQP_URLS``) RabbitMQ; each one left empty
 uses its embedded counterpart.
 """
 
@@ -21,6 +21,9 @@ from vedina.storage.host_files import host_file
 from vedina.storage.invalidation import HostInvalidations, open_invalidations
 from vedina.storage.keyvalue import KeyValueStore, RedisStore, SqlStore
 from vedina.storage.outbox import HostLock, OutboxRelay, RelayLoop
+from vedina.storage.redis_clients import redis_client as make_redis_client
+from vedina.storage.redis_clients import replicas_to_wait
+from vedina.storage.replicas import Reader, ReplicaReader, open_replicas
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,12 @@ class Resources:
     redis: object | None = None
     relay: OutboxRelay | None = None
     relay_loop: RelayLoop | None = None
+    db_replicas: ReplicaReader | None = None  # DB_REPLICA_HOSTS (vedina.storage.replicas)
+
+    @property
+    def reader(self) -> Reader:
+        """What the read-mostly repositories read through: the replicas, else the primary engine."""
+        return self.db_replicas if self.db_replicas is not None else self.engine
 
     async def check(self) -> dict[str, str]:
         """Readiness of each backing service: name -> "ok" or the error."""
@@ -70,14 +79,15 @@ class Resources:
         await self.broker.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.db_replicas is not None:
+            await self.db_replicas.close()
         await self.engine.dispose()
 
 
 async def open_resources(settings: Settings) -> Resources:
     engine = create_engine(settings)
     redis_client = None
-    if settings.redis_url:
-        import redis.asyncio as redis
+    if settings.redis_enabled:
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
         from redis.exceptions import ConnectionError, TimeoutError
@@ -85,16 +95,18 @@ async def open_resources(settings: Settings) -> Resources:
         # A connection left stale by a Redis restart is checked before use and a
         # command that meets a dead one is retried on a fresh one, so one restart
         # costs no request an error.
-        redis_client = redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10,
+        redis_client = make_redis_client(
+            settings, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10,
             retry=Retry(ExponentialBackoff(cap=0.25, base=0.025), 3), retry_on_error=[ConnectionError, TimeoutError],
         )
-        shared: KeyValueStore = RedisStore(redis_client, prefix="vedina:")
+        shared: KeyValueStore = RedisStore(redis_client, prefix="vedina:", replicas=replicas_to_wait(settings))
     else:
         shared = SqlStore(engine)
 
     broker: Broker = (
-        RabbitBroker(settings.amqp_url, prefix=settings.amqp_queue_prefix) if settings.amqp_url else InProcessBroker()
+        RabbitBroker(list(settings.amqp_nodes) if settings.amqp_urls else settings.amqp_url,
+                     prefix=settings.amqp_queue_prefix, queue_type=settings.amqp_queue_kind)
+        if settings.amqp_nodes else InProcessBroker()
     )
     return Resources(
         settings=settings,
@@ -104,4 +116,5 @@ async def open_resources(settings: Settings) -> Resources:
         invalidations=open_invalidations(settings, redis_client),
         redis=redis_client,
         relay=OutboxRelay(engine, broker),
+        db_replicas=open_replicas(settings, engine),
     )

@@ -2,7 +2,7 @@
 
 The host tier is a :class:`vedina._native.HostRateLimiter`: a GCRA table in a
 memory-mapped file that every worker of one server opens, so the workers of a
-host share exact counts with no round trip. With ``REDIS_URL`` set, decisions
+host share exact counts with no round trip. With ``REDIS_URL`` (or ``REDIS_SENTINELS``) set, decisions
 are taken in Redis so every host of the cluster shares them; when Redis fails
 or answers slower than ``RATE_LIMIT_REDIS_TIMEOUT_MS``, the host tier decides
 instead (limiting never stops), ``vedina_rate_limit_fallbacks_total`` counts
@@ -97,14 +97,15 @@ def open_limiter(settings: Settings) -> RateLimiter:
     # over at that instant is there no slot, and then the request is refused, never let through.
     host = HostRateLimiter(settings.rate_limit_shm_path or default_shm_path(settings), fail_open=False)
     cluster = None
-    if settings.redis_url:
-        import redis.asyncio as redis
+    if settings.redis_enabled:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
+        from vedina.storage.redis_clients import redis_client
+
         timeout = settings.rate_limit_redis_timeout_ms / 1000
-        client = redis.from_url(
-            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        client = redis_client(
+            settings, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
         cluster = RedisGCRA(client)
     return RateLimiter(host, cluster)
@@ -119,7 +120,8 @@ def process_limiter(settings: Settings) -> RateLimiter:
     Opened lazily in the process that serves: a worker never inherits the
     parent's Redis connections. Shared by the middleware and the login guard.
     """
-    key = (os.getpid(), settings.rate_limit_shm_path or str(default_shm_path(settings)), settings.redis_url)
+    key = (os.getpid(), settings.rate_limit_shm_path or str(default_shm_path(settings)),
+           settings.redis_url + "|" + settings.redis_sentinels)
     limiter = _PROCESS_LIMITERS.get(key)
     if limiter is None:
         limiter = _PROCESS_LIMITERS[key] = open_limiter(settings)
