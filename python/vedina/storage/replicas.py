@@ -180,8 +180,16 @@ class ReplicaReader:
 
     @staticmethod
     async def _discard(conn: AsyncConnection | None) -> None:
-        if conn is not None:
-            with contextlib.suppress(*_FAILURES):
+        """Drop a connection whose query may have been cut off by a timeout: its protocol state
+        is unknown, so it is invalidated (the socket closed, no exchange with the server) instead
+        of being rolled back into the pool, which could wait forever on a half-read answer."""
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await conn.invalidate()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
                 await conn.close()
 
     # -- health ---------------------------------------------------------------------------
@@ -214,12 +222,15 @@ class ReplicaReader:
         await asyncio.gather(*(self._check(replica, position or "") for replica in self.replicas))
 
     async def _check(self, replica: Replica, position: str) -> None:
+        conn = None
         try:
             async with asyncio.timeout(self._wait + CHECK_TIMEOUT):
-                async with replica.engine.connect() as conn:
-                    caught_up = await conn.scalar(_WAIT, {"position": position, "timeout": self._wait}) == 0
-                    applied = parse_position(await conn.scalar(_APPLIED))
+                conn = await replica.engine.connect()
+                caught_up = await conn.scalar(_WAIT, {"position": position, "timeout": self._wait}) == 0
+                applied = parse_position(await conn.scalar(_APPLIED))
+                await conn.close()
         except _FAILURES as exc:
+            await self._discard(conn)
             if replica.usable or replica.lag is not None:
                 log.warning("replica down: the primary serves its reads",
                             extra={"replica": replica.name, "error": f"{type(exc).__name__}: {exc}"[:200]})
