@@ -74,3 +74,17 @@ async def database_exists(settings: Settings, name: str) -> bool:
             return found.scalar_one() == 1
     finally:
         await engine.dispose()
+
+
+def scratch_target(settings: Settings, tmp_path: Path, suffix: str) -> str:
+    """A restore target of a test's own: a scratch database (real) or SQLite file (embedded)."""
+    if settings.storage_profile == "real":
+        return f"{settings.db_name}_restore_{suffix}"
+    return str(tmp_path / f"restored-{suffix}.sqlite3")
+
+
+async def cleanup(settings: Settings, *targets: str) -> None:
+    """Drop the scratch databases (the SQLite files go with tmp_path)."""
+    if settings.storage_profile == "real":
+        for target in targets:
+            await drop_database(settings, target)

@@ -14,27 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.backup_helpers import database_exists, drop_database
+from tests.ops.backup_helpers import cleanup, database_exists, scratch_target
 from vedina.backup import BackupError, create_backup, jobs, media, restore_backup
 from vedina.config import Settings
-
-
-def scratch(settings: Settings, tmp_path: Path, suffix: str) -> str:
-    if settings.storage_profile == "real":
-        return f"{settings.db_name}_restore_{suffix}"
-    return str(tmp_path / f"restored-{suffix}.sqlite3")
 
 
 async def target_exists(settings: Settings, target: str) -> bool:
     if settings.storage_profile == "real":
         return await database_exists(settings, target)
     return Path(target).exists()
-
-
-async def cleanup(settings: Settings, *targets: str) -> None:
-    if settings.storage_profile == "real":
-        for target in targets:
-            await drop_database(settings, target)
 
 
 def paused(monkeypatch, owner, name: str) -> tuple[threading.Event, threading.Event]:
@@ -57,7 +45,7 @@ async def test_a_restore_is_refused_while_a_backup_runs_and_writes_nothing(setti
     (settings.media_dir / "a.jpg").write_bytes(b"a")
     first = create_backup(settings, dest=str(root))
     entered, release = paused(monkeypatch, media, "snapshot")  # the next backup stops mid-way
-    target, media_target = scratch(settings, tmp_path, "locked"), tmp_path / "media-restored"
+    target, media_target = scratch_target(settings, tmp_path, "locked"), tmp_path / "media-restored"
     try:
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(create_backup, settings, dest=str(root))
@@ -82,7 +70,7 @@ async def test_a_backup_is_refused_while_a_restore_runs_but_a_second_restore_is_
     done = create_backup(settings, dest=str(root))
     before = sorted(p.name for p in root.iterdir())
     entered, release = paused(monkeypatch, jobs, "verify")  # the restore holds the lock, stopped
-    slow, quick = scratch(settings, tmp_path, "slow"), scratch(settings, tmp_path, "quick")
+    slow, quick = scratch_target(settings, tmp_path, "slow"), scratch_target(settings, tmp_path, "quick")
     try:
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(restore_backup, settings, done.path, into=slow)

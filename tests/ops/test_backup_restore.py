@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import VEDINA
-from tests.ops.backup_helpers import database_exists, drop_database, fingerprints, on_database
+from tests.ops.backup_helpers import cleanup, database_exists, fingerprints, on_database, scratch_target
 from vedina.backup import BackupError, create_backup, restore_backup
 from vedina.composition import open_services
 from vedina.config import Settings
@@ -38,17 +38,6 @@ async def emails(settings: Settings) -> list[str]:
             return list((await conn.execute(sa.select(users.c.email).order_by(users.c.email))).scalars())
     finally:
         await engine.dispose()
-
-
-def scratch_target(settings: Settings, tmp_path: Path, suffix: str) -> str:
-    if settings.storage_profile == "real":
-        return f"{settings.db_name}_restore_{suffix}"
-    return str(tmp_path / f"restored-{suffix}.sqlite3")
-
-
-async def cleanup(settings: Settings, target: str) -> None:
-    if settings.storage_profile == "real":
-        await drop_database(settings, target)
 
 
 async def test_restore_brings_back_every_table_as_it_was_at_backup_time(settings, tmp_path):

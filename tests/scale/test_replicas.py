@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from tests.conftest import LIVE_DB, TEST_DB, TEST_REDIS_DB, profile_env, require_profile, reset_database
+from tests.conftest import TEST_DB, TEST_REDIS_DB, profile_env, require_profile, reset_database
 from tests.scale.replica_server import ReplicaServer
 from vedina.config import ConfigError, load_settings
 from vedina.errors import BackendUnavailable, translate
@@ -38,8 +38,10 @@ def replica():
     require_profile("real")
     import os
 
+    # Only the test database: the session's live servers keep writing to theirs, whose tables
+    # the replica never received (it starts from the primary's current position).
     server = ReplicaServer(Path(tempfile.mkdtemp(prefix="vedina-replica-")), port=REPLICA_PORT,
-                           databases=[TEST_DB, LIVE_DB], app_user="vedina",
+                           databases=[TEST_DB], app_user="vedina",
                            app_password=os.environ.get("VEDINA_TEST_DB_PASSWORD", ""))
     try:
         server.start()
