@@ -73,6 +73,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_sentinels: str = ""
     redis_sentinel_service: str = "vedina"  # the master's name in `sentinel monitor`
     redis_sentinel_password: str = ""  # the sentinels' own password (requirepass), if any
+    # A request-path Redis command's whole budget (connect, sentinels, retries); then it fails
+    # and the next ones fail at once for a second (vedina.storage.redis_guard).
+    redis_timeout_ms: int = 3000
     amqp_url: str = ""
     amqp_queue_prefix: str = "vedina"
     # A RabbitMQ cluster (vedina.storage.amqp_nodes): "amqp://...,amqp://..." of its nodes, instead
@@ -250,6 +253,7 @@ ENV_VARS: dict[str, str] = {
     "REDIS_SENTINELS": "redis_sentinels",
     "REDIS_SENTINEL_SERVICE": "redis_sentinel_service",
     "REDIS_SENTINEL_PASSWORD": "redis_sentinel_password",
+    "REDIS_TIMEOUT_MS": "redis_timeout_ms",
     "AMQP_URL": "amqp_url",
     "AMQP_QUEUE_PREFIX": "amqp_queue_prefix",
     "AMQP_URLS": "amqp_urls",
@@ -447,6 +451,8 @@ def _validate(s: Settings) -> None:
     _validate_rate_limits(s)
     parse_networks(s.metrics_allowed_ips, var="METRICS_ALLOWED_IPS")
     parse_sentinels(s)
+    if not 10 <= s.redis_timeout_ms <= 60_000:
+        raise ConfigError(f"REDIS_TIMEOUT_MS must be between 10 and 60000, got {s.redis_timeout_ms}")
     _validate_amqp(s)
 
 

@@ -52,6 +52,10 @@ INVALIDATION_LEASE_LOST = Counter(
 NEAR_CACHE = Counter("vedina_near_cache_total", "Per-worker cache lookups", ["cache", "result"])
 SHARED_CACHE = Counter("vedina_shared_cache_total", "Shared (Redis) cache lookups: hit, miss, error (Redis failed)",
                        ["cache", "result"])
+REDIS_GUARD = Counter(
+    "vedina_redis_unavailable_total",
+    "Request-path Redis commands that failed (outcome=failed: refused, reset, or over REDIS_TIMEOUT_MS) or were "
+    "not sent because Redis had just failed (outcome=skipped: failing fast until a probe succeeds)", ["outcome"])
 
 # -- requests beyond REQUESTS/LATENCY (vedina.http.bridge, vedina.http.responses) -----------
 IN_FLIGHT = Gauge(

@@ -32,27 +32,68 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.client import Pipeline
 
 from vedina.config import Settings, parse_sentinels
+from vedina.storage.redis_guard import RedisGuard
 
 # With Sentinel: how long a durable write waits for a replica to hold it (WAIT 1 <ms>).
 REPLICA_WAIT_MS = 100
 
 
-def redis_client(settings: Settings, **options: Any):
-    """A ``redis.asyncio.Redis`` for the master, with ``options`` (socket_timeout, retry, ...)."""
+def redis_client(settings: Settings, *, guard: RedisGuard | None = None, **options: Any):
+    """A ``redis.asyncio.Redis`` for the master, with ``options`` (socket_timeout, retry, ...);
+    with ``guard``, its commands and pipelines fail fast while Redis is unreachable."""
     if not settings.redis_sentinels:
-        return redis_asyncio.from_url(settings.redis_url, **options)
-    from redis.asyncio.sentinel import Sentinel
+        client = GuardedRedis.from_url(settings.redis_url, **options)
+    else:
+        from redis.asyncio.sentinel import Sentinel
 
-    sentinel = Sentinel(parse_sentinels(settings), sentinel_kwargs=_sentinel_options(settings, options))
-    client = sentinel.master_for(settings.redis_sentinel_service, redis_class=SentinelMaster,
-                                 **_url_credentials(settings.redis_url), **options)
-    client.sentinel = sentinel
+        sentinel = Sentinel(parse_sentinels(settings), sentinel_kwargs=_sentinel_options(settings, options))
+        client = sentinel.master_for(settings.redis_sentinel_service, redis_class=SentinelMaster,
+                                     **_url_credentials(settings.redis_url), **options)
+        client.sentinel = sentinel
+    client.guard = guard
     return client
 
 
-class SentinelMaster(redis_asyncio.Redis):
+class GuardedRedis(redis_asyncio.Redis):
+    """A client whose commands and pipelines run through its ``guard`` (when it has one)."""
+
+    guard: RedisGuard | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.guard is None:
+            return await super().execute_command(*args, **options)
+        return await self.guard.run(lambda: super(GuardedRedis, self).execute_command(*args, **options),
+                                    ping=self._ping, pool=self.connection_pool)
+
+    async def _ping(self) -> Any:
+        return await super().execute_command("PING")
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self.guard is not None:
+            await self.guard.close()
+        await super().aclose(close_connection_pool)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = GuardedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.guard, pipe.ping = self.guard, self._ping
+        return pipe
+
+
+class GuardedPipeline(Pipeline):
+    guard: RedisGuard | None = None
+    ping: Any = None
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if self.guard is None:
+            return await super().execute(raise_on_error)
+        return await self.guard.run(lambda: super(GuardedPipeline, self).execute(raise_on_error),
+                                    ping=self.ping, pool=self.connection_pool)
+
+
+class SentinelMaster(GuardedRedis):
     """The master behind Sentinel; closing it closes its connections to the sentinels too."""
 
     sentinel: Any = None
@@ -71,7 +112,8 @@ def sync_redis_client(settings: Settings, **options: Any):
         return redis.from_url(settings.redis_url, **options)
     from redis.sentinel import Sentinel
 
-    return Sentinel(parse_sentinels(settings), sentinel_kwargs=_sentinel_options(settings, options)).master_for(
+    return Sentinel(parse_sentinels(settings),
+                    sentinel_kwargs=_sentinel_options(settings, options, blocking=True)).master_for(
         settings.redis_sentinel_service, **_url_credentials(settings.redis_url), **options)
 
 
@@ -80,9 +122,21 @@ def replicas_to_wait(settings: Settings) -> int:
     return 1 if settings.redis_sentinels else 0
 
 
-def _sentinel_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
-    # Asking the sentinels costs no more time than the client's own budget.
-    sentinel = {key: options[key] for key in ("socket_timeout", "socket_connect_timeout") if key in options}
+# A sentinel answers at once or is skipped for the next one: the list is the redundancy.
+SENTINEL_TIMEOUT_S = 0.5
+
+
+def _sentinel_options(settings: Settings, options: dict[str, Any], *, blocking: bool = False) -> dict[str, Any]:
+    # Asking the sentinels costs no more time than the client's own budget, and no retries:
+    # redis-py's default (3 retries, backoff from 1 s) made a cut-off host wait ~15 s for
+    # "no master found" with three sentinels.
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    sentinel: dict[str, Any] = {"retry": (Retry if blocking else AsyncRetry)(NoBackoff(), 0)}
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        sentinel[key] = min(options.get(key) or SENTINEL_TIMEOUT_S, SENTINEL_TIMEOUT_S)
     if settings.redis_sentinel_password:
         sentinel["password"] = settings.redis_sentinel_password
     return sentinel

@@ -23,6 +23,7 @@ from vedina.storage.keyvalue import KeyValueStore, RedisStore, SqlStore
 from vedina.storage.outbox import HostLock, OutboxRelay, RelayLoop
 from vedina.storage.redis_clients import redis_client as make_redis_client
 from vedina.storage.redis_clients import replicas_to_wait
+from vedina.storage.redis_guard import RedisGuard
 from vedina.storage.replicas import Reader, ReplicaReader, open_replicas
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ async def open_resources(settings: Settings) -> Resources:
         redis_client = make_redis_client(
             settings, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10,
             retry=Retry(ExponentialBackoff(cap=0.25, base=0.025), 3), retry_on_error=[ConnectionError, TimeoutError],
+            # Within REDIS_TIMEOUT_MS in all, and failing fast while Redis is unreachable.
+            guard=RedisGuard(deadline=settings.redis_timeout_ms / 1000),
         )
         shared: KeyValueStore = RedisStore(redis_client, prefix="vedina:", replicas=replicas_to_wait(settings))
     else:
