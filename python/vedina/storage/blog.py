@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vedina.storage.clock import utcnow
-from vedina.storage.rows import plain
+from vedina.storage.reading import read
+from vedina.storage.rows import all_rows, plain
 from vedina.storage.schema import (
     blog_post_movies,
     blog_post_tags,
@@ -56,7 +57,7 @@ class BlogRepository:
     async def get(self, *, post_id: int | None = None, slug: str | None = None) -> dict[str, Any] | None:
         """A post (any status) with its tags, all its related movie ids and its author's name."""
         condition = blog_posts.c.id == post_id if post_id is not None else blog_posts.c.slug == slug
-        async with self._reader.connect() as conn:
+        async def fetch(conn: AsyncConnection) -> dict[str, Any] | None:
             row = (await conn.execute(sa.select(*POST_COLUMNS).select_from(_POSTS_WITH_AUTHOR).where(condition))
                    ).mappings().first()
             if row is None:
@@ -71,7 +72,9 @@ class BlogRepository:
                 .join(blog_post_movies, blog_post_movies.c.movie_id == movies.c.id)
                 .where(blog_post_movies.c.post_id == post["id"], shown_movies(utcnow()))
                 .order_by(movies.c.id))).mappings()]
-        return post
+            return post
+
+        return await read(self._reader, fetch)
 
     async def published_page(
         self, *, tag: str | None, after: tuple[datetime, int] | None, limit: int
@@ -97,12 +100,14 @@ class BlogRepository:
             moment, last_id = after
             query = query.where(sa.or_(order < moment, sa.and_(order == moment, blog_posts.c.id < last_id)))
         query = query.order_by(order.desc(), blog_posts.c.id.desc()).limit(limit)
-        async with self._reader.connect() as conn:
-            rows = [plain(r) for r in (await conn.execute(query)).mappings()]
+        async def fetch(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = await all_rows(conn, query)
             tags = await self._tags(conn, [r["id"] for r in rows])
-        for row in rows:
-            row["tags"] = tags.get(row["id"], [])
-        return rows
+            for row in rows:
+                row["tags"] = tags.get(row["id"], [])
+            return rows
+
+        return await read(self._reader, fetch)
 
     @staticmethod
     async def _tags(conn: AsyncConnection, post_ids: list[int]) -> dict[int, list[str]]:

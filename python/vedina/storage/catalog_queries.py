@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vedina.storage import search
 from vedina.storage.movies import MOVIE_COLUMNS
-from vedina.storage.rows import plain
+from vedina.storage.reading import read
+from vedina.storage.rows import all_rows
 from vedina.storage.schema import credits, movie_genres, movie_languages, movies
 
 if TYPE_CHECKING:
@@ -166,8 +167,7 @@ class CatalogQueries:
 
     async def list(self, filters: Filters, *, sort: str, after: Keyset | None, limit: int) -> Page:
         statement = list_statement(filters, sort=sort, after=after, limit=limit + 1)
-        async with self._reader.connect() as conn:
-            rows = [plain(r) for r in (await conn.execute(statement)).mappings().all()]
+        rows = await read(self._reader, lambda conn: all_rows(conn, statement))
         page = Page(rows=rows[:limit])
         if len(rows) > limit:
             last = page.rows[-1]
@@ -175,17 +175,15 @@ class CatalogQueries:
         return page
 
     async def admin_list(self, filters: Filters, *, offset: int, limit: int) -> Page:
-        async with self._reader.connect() as conn:
-            rows = [plain(r) for r in (await conn.execute(admin_statement(filters, offset=offset, limit=limit + 1)))
-                    .mappings().all()]
+        rows = await read(self._reader, lambda conn: all_rows(conn, admin_statement(filters, offset=offset,
+                                                                                    limit=limit + 1)))
         return Page(rows=rows[:limit], next_offset=offset + limit if len(rows) > limit else None)
 
     async def search(self, expression: str, filters: Filters, *, offset: int, limit: int) -> Page:
         if offset >= MAX_SEARCH_OFFSET:
             return Page(rows=[])
         statement = search_statement(self.dialect, expression, filters, offset=offset, limit=limit + 1)
-        async with self._reader.connect() as conn:
-            rows = [plain(r) for r in (await conn.execute(statement)).mappings().all()]
+        rows = await read(self._reader, lambda conn: all_rows(conn, statement))
         more = len(rows) > limit and offset + limit < MAX_SEARCH_OFFSET
         return Page(rows=rows[:limit], next_offset=offset + limit if more else None)
 
@@ -201,5 +199,4 @@ class CatalogQueries:
                     for r in result]
 
     async def correct(self, word: str) -> str | None:
-        async with self._reader.connect() as conn:
-            return await search.correct(conn, word)
+        return await read(self._reader, lambda conn: search.correct(conn, word))

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vedina.storage.rows import plain
+from vedina.storage.reading import read
+from vedina.storage.rows import all_rows, plain
 from vedina.storage.schema import (
     comment_bans,
     comment_counts,
@@ -55,8 +56,7 @@ class CommentRepository:
 
     async def _all(self, query, *, public: bool = False) -> list[dict[str, Any]]:
         """``public``: a page every viewer reads (threads, replies), from the reader."""
-        async with (self._reader if public else self._engine).connect() as conn:
-            return [plain(r) for r in (await conn.execute(query)).mappings().all()]
+        return await read(self._reader if public else self._engine, lambda conn: all_rows(conn, query))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -65,8 +65,8 @@ class CommentRepository:
         return found[0] if found else None
 
     async def visible_count(self, movie_id: int) -> int:
-        async with self._reader.connect() as conn:
-            value = await conn.scalar(sa.select(comment_counts.c.visible).where(comment_counts.c.movie_id == movie_id))
+        value = await read(self._reader, lambda conn: conn.scalar(
+            sa.select(comment_counts.c.visible).where(comment_counts.c.movie_id == movie_id)))
         return int(value or 0)
 
     async def threads(self, *, movie_id: int, newest_first: bool, after_id: int | None, limit: int) -> list[dict]:

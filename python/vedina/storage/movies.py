@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vedina.storage.clock import utcnow
-from vedina.storage.rows import plain
+from vedina.storage.reading import read
+from vedina.storage.rows import all_rows, plain
 from vedina.storage.schema import credits, genres, media_assets, movie_genres, movie_languages, movies, people
 
 if TYPE_CHECKING:
@@ -77,13 +78,15 @@ class MovieRepository:
 
     async def get(self, movie_id: int) -> dict[str, Any] | None:
         """A movie with its credits and media assets (any status)."""
-        async with self._reader.connect() as conn:
+        async def fetch(conn: AsyncConnection) -> dict[str, Any] | None:
             row = (await conn.execute(_GET_MOVIE, {"movie_id": movie_id})).mappings().first()
             if row is None:
                 return None
             credit_rows = (await conn.execute(_MOVIE_CREDITS, {"movie_id": movie_id})).mappings().all()
             assets = (await conn.execute(_MOVIE_ASSETS, {"movie_id": movie_id})).mappings().all()
-        return {**plain(row), "credits": [plain(c) for c in credit_rows], "assets": [plain(a) for a in assets]}
+            return {**plain(row), "credits": [plain(c) for c in credit_rows], "assets": [plain(a) for a in assets]}
+
+        return await read(self._reader, fetch)
 
     async def get_by_slug(self, slug: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
@@ -98,12 +101,14 @@ class MovieRepository:
     async def next_window_change(self, now: datetime) -> datetime | None:
         """The next moment a published movie enters or leaves its availability window."""
         published = movies.c.status == "published"
-        async with self._reader.connect() as conn:
+        async def fetch(conn: AsyncConnection) -> datetime | None:
             starts = (await conn.execute(sa.select(sa.func.min(movies.c.available_from)).where(
                 published, movies.c.available_from > now))).scalar_one()
             ends = (await conn.execute(sa.select(sa.func.min(movies.c.available_until)).where(
                 published, movies.c.available_until > now))).scalar_one()
-        return min((t for t in (starts, ends) if t is not None), default=None)
+            return min((t for t in (starts, ends) if t is not None), default=None)
+
+        return await read(self._reader, fetch)
 
     # -- writes (in the caller's transaction) -------------------------------------------
 
@@ -185,9 +190,10 @@ class GenreRepository:
         self._reader = engine if reader is None else reader  # ADR 0017: a replica for the public reads
 
     async def all(self) -> list[dict[str, Any]]:
-        async with self._reader.connect() as conn:
-            rows = (await conn.execute(sa.select(genres).order_by(genres.c.slug))).mappings().all()
-        return [plain(r) for r in rows]
+        async def fetch(conn: AsyncConnection) -> list[dict[str, Any]]:
+            return [plain(r) for r in (await conn.execute(sa.select(genres).order_by(genres.c.slug))).mappings().all()]
+
+        return await read(self._reader, fetch)
 
     @staticmethod
     async def ids_by_slug(conn: AsyncConnection, slugs: list[str]) -> dict[str, int]:
@@ -197,8 +203,10 @@ class GenreRepository:
         return dict(rows.all())
 
     async def id_of(self, slug: str) -> int | None:
-        async with self._reader.connect() as conn:
+        async def fetch(conn: AsyncConnection) -> int | None:
             return (await self.ids_by_slug(conn, [slug])).get(slug)
+
+        return await read(self._reader, fetch)
 
     @staticmethod
     async def insert(conn: AsyncConnection, *, slug: str, name: str) -> int:
@@ -233,7 +241,7 @@ class PersonRepository:
                    sa.or_(movies.c.available_until.is_(None), movies.c.available_until > now)]
         if ratings is not None:
             visible.append(movies.c.maturity_rating.in_(ratings))
-        async with self._reader.connect() as conn:
+        async def fetch(conn: AsyncConnection) -> dict[str, Any] | None:
             row = (await conn.execute(sa.select(people.c.id, people.c.name).where(people.c.id == person_id))).first()
             if row is None:
                 return None
@@ -243,14 +251,15 @@ class PersonRepository:
                 .where(credits.c.person_id == person_id, *visible)
                 .order_by(movies.c.release_year.desc(), movies.c.id.desc()).limit(200)
             )).mappings().all()
-        return {"id": row.id, "name": row.name, "credits": [plain(f) for f in filmography]}
+            return {"id": row.id, "name": row.name, "credits": [plain(f) for f in filmography]}
+
+        return await read(self._reader, fetch)
 
     async def find(self, *, name_prefix: str, limit: int) -> list[dict[str, Any]]:
         escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = (sa.select(people.c.id, people.c.name).where(people.c.name.like(f"{escaped}%", escape="\\"))
                  .order_by(people.c.name, people.c.id).limit(limit))
-        async with self._reader.connect() as conn:
-            return [plain(r) for r in (await conn.execute(query)).mappings().all()]
+        return await read(self._reader, lambda conn: all_rows(conn, query))
 
     @staticmethod
     async def names(conn: AsyncConnection, person_ids: list[int]) -> dict[int, str]:

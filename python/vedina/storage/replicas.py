@@ -28,8 +28,11 @@ state, ``vedina_db_replica_reads_total{outcome}`` counts where reads went.
 
 >>> reader = open_replicas(settings, primary_engine)      # None without DB_REPLICA_HOSTS
 >>> reader.start()                                        # the health checks, in this worker's loop
->>> async with reader.connect() as conn:                  # a fenced replica, or the primary
-...     rows = await conn.execute(statement)
+>>> rows = await reader.read(fetch)                       # fetch(conn) on a fenced replica, or the primary
+
+A replica that fails while ``fetch`` runs on it (stopped, connection lost, too slow) is rested and
+``fetch`` runs again on the primary: the caller gets its answer, not an error (counted as
+``outcome="error"``). Only the primary failing is the caller's outage (503).
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -55,6 +58,7 @@ from vedina.metrics import DB_REPLICA_LAG, DB_REPLICA_READS, DB_REPLICA_UP, Buff
 from vedina.storage.database import create_replica_engine
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHECK_INTERVAL = 1.0
 CHECK_TIMEOUT = 3.0  # a replica that takes longer to answer a check is down for this tick
@@ -129,23 +133,26 @@ class ReplicaReader:
 
     # -- reads --------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A connection to a usable replica that has applied the primary's current position, else
-        to the primary. An error while the caller's statements run is the caller's (503)."""
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``work(conn)`` (read-only statements) on a usable replica that has applied the primary's
+        current position, else on the primary; again on the primary if the replica fails meanwhile."""
         replica, conn = await self._fenced_replica()
-        if conn is None:
-            async with self._primary.connect() as primary:
-                yield primary
-            return
-        try:
-            yield conn
-        except _FAILURES:
-            replica.rest()  # a lost connection: the next check decides
-            raise
-        finally:
-            with contextlib.suppress(*_FAILURES):
-                await conn.close()
+        if replica is not None and conn is not None:
+            try:
+                return await work(conn)
+            except _FAILURES as exc:
+                log.warning("replica lost during a read: the primary serves it",
+                            extra={"replica": replica.name, "error": f"{type(exc).__name__}: {exc}"[:200]})
+                replica.rest()  # the next check decides when it is back
+                self._reads["error"].inc()
+                await self._discard(conn)
+                conn = None
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(*_FAILURES):
+                        await conn.close()
+        async with self._primary.connect() as primary:
+            return await work(primary)
 
     def _choose(self) -> Replica | None:
         usable = [replica for replica in self.replicas if replica.usable]

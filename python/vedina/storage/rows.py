@@ -12,3 +12,8 @@ def plain(row: Any) -> dict[str, Any]:
     strict consumers) refuse as dict keys.
     """
     return {str(key): value for key, value in row.items()}
+
+
+async def all_rows(conn: Any, statement: Any) -> list[dict[str, Any]]:
+    """Every row of ``statement`` on ``conn``, as plain dicts."""
+    return [plain(row) for row in (await conn.execute(statement)).mappings().all()]
