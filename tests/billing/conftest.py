@@ -11,9 +11,11 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import LiveServer, server_pool, signed_in
+from tests.conftest import TEST_DB, TEST_REDIS_DB, LiveServer, profile_env, server_pool, signed_in
 from tests.playback.conftest import PLAYBACK_ENV, PlaybackServer
 from vedina.composition import open_services
+from vedina.storage.clock import utcnow
+from vedina.storage.schema import movies
 from vedina.storage.users import UserRepository
 
 # Amounts in cents; every plan here bills monthly in USD.
@@ -50,6 +52,7 @@ async def billing(settings, provider_sim):
     clock = Clock()
     services.subscriptions.clock = clock
     services.playback._plans.clock = clock
+    services.idempotency.clock = clock  # Idempotency-Key records are kept 24 h
     services.clock = clock
     yield services
     await services.close()
@@ -77,7 +80,40 @@ async def make_plans(services, *, trial_days: int = 0) -> dict[str, int]:
     return made
 
 
+async def published_movie(services, *, plan_tier: str) -> int:
+    now = utcnow()
+    async with services.resources.engine.begin() as conn:
+        result = await conn.execute(sa.insert(movies).values(
+            slug=f"billing-{uuid.uuid4().hex[:10]}", title="Billing test", original_title="", sort_title="billing test",
+            synopsis="", maturity_rating="G", genres=[], spoken_languages=[], subtitle_languages=[],
+            plan_tier=plan_tier, status="published", published_at=now, version=1, people_text="", popularity=0,
+            rating_count=0, rating_sum=0, rating_avg=0, created_at=now, updated_at=now,
+        ))
+    return result.inserted_primary_key[0]
+
+
+async def run_scheduled(services, name: str) -> None:
+    """Run the registered periodic task ``name`` as the scheduler does at a tick it claimed (at the
+    services' moved time): the task, not the service method it wraps."""
+    task = next(t for t in services.periodic_tasks() if t.name == name)
+    await task.run(services.subscriptions.now())
+
+
 # -- live servers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def billing_site(billing, profile, tmp_path):
+    """A Granian server on the ``billing`` services' database and host (PLAYBACK_DEFAULT_PLAN=none):
+    the scheduled tasks run in-process at the moved clock, what they write reaches the server's
+    workers by invalidation, and playback is asked over HTTP (at the real time)."""
+    env = profile_env(profile, tmp_path, database=TEST_DB, redis_db=TEST_REDIS_DB,
+                      amqp_prefix=billing.settings.amqp_queue_prefix)
+    assert env["DATA_DIR"] == str(billing.settings.data_dir)  # one embedded database, one invalidation file
+    site = PlaybackServer(LiveServer(server="granian", env={**env, **PLAYBACK_ENV, "PLAYBACK_DEFAULT_PLAN": "none"}))
+    yield site
+    site.live.stop()
+
 
 
 @pytest.fixture(scope="session")

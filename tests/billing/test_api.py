@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from tests.billing.conftest import admin, key, new_plan
+from tests.billing.conftest import admin, key, make_plans, new_plan, published_movie, run_scheduled
 from tests.conftest import PROFILES, query_rows, require_profile, wait_for
 from vedina.storage.schema import payments, plans, subscriptions, webhook_events
 
@@ -288,3 +288,180 @@ def test_a_bad_payments_cursor_is_422(site, cursor):
     with site.client(site.user()) as http:
         answer = http.get("/api/payments", params={"cursor": cursor})
         assert answer.status_code == 422 and answer.json()["error"]["details"]["field"] == "cursor"
+
+
+def _play(http, movie_id: int, device: str = "tv"):
+    return http.get(f"/api/movies/{movie_id}/playback", params={"device_id": device, "device_name": device})
+
+
+def test_a_subscribed_plan_s_screens_are_the_stream_limit_over_http(site):
+    """PLAYBACK_DEFAULT_PLAN=none and MAX_CONCURRENT_STREAMS=2: a 3-screen plan lets three devices
+    stream, the fourth is 409 too_many_streams listing the three."""
+    plan = new_plan(site, "standard", screens=3)
+    movie = site.new_movie(plan_tier="standard")
+    with site.client(site.user()) as http:
+        made = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                         headers=key())
+        assert made.status_code == 201 and made.json()["status"] == "active", made.text
+        for device in ("tv", "phone", "tablet"):
+            opened = _play(http, movie["id"], device)
+            assert opened.status_code == 200, opened.text
+        refused = _play(http, movie["id"], "laptop")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "too_many_streams"
+        details = refused.json()["error"]["details"]
+        assert details["limit"] == 3 and sorted(s["device"] for s in details["active"]) == ["phone", "tablet", "tv"]
+        assert _play(http, movie["id"], "tv").status_code == 200  # a device reopening is not one more stream
+        listed = http.get("/api/playback/sessions").json()
+        assert listed["limit"] == 3 and len(listed["items"]) == 3
+
+
+def test_a_repeated_idempotency_key_on_a_plan_change_and_on_a_refund_returns_the_first_answer(site, provider_sim):
+    basic, standard, premium = new_plan(site, "basic"), new_plan(site, "standard"), new_plan(site, "premium")
+    with site.client(site.user()) as http:
+        made = http.post("/api/subscriptions", json={"plan_id": basic["id"], "payment_method": "pm_card_visa"},
+                         headers=key())
+        assert made.status_code == 201, made.text
+
+        declined_key = key()  # an error is an answer too: replayed, not charged again
+        provider_sim.control.behave(decline_next=1)
+        declined = http.post("/api/subscriptions/current/change", json={"plan_id": standard["id"]},
+                             headers=declined_key)
+        assert declined.status_code == 402, declined.text
+        again = http.post("/api/subscriptions/current/change", json={"plan_id": standard["id"]}, headers=declined_key)
+        assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (402, declined.json(), "true")
+        assert len(provider_sim.control.charges()) == 2  # the first payment and the declined upgrade
+
+        change_key = key()
+        first = http.post("/api/subscriptions/current/change", json={"plan_id": premium["id"]}, headers=change_key)
+        assert first.status_code == 200 and first.headers["idempotent-replayed"] == "false", first.text
+        replay = http.post("/api/subscriptions/current/change", json={"plan_id": premium["id"]}, headers=change_key)
+        assert (replay.status_code, replay.json(), replay.headers["idempotent-replayed"]) == (200, first.json(), "true")
+        other = http.post("/api/subscriptions/current/change", json={"plan_id": basic["id"]}, headers=change_key)
+        assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+        current = http.get("/api/subscriptions/current").json()
+        assert current["plan"]["tier"] == "premium" and current["pending_plan"] is None  # no downgrade scheduled
+        assert len(provider_sim.control.charges()) == 3
+        history = http.get(f"/api/subscriptions/{current['id']}/history").json()["items"]
+        assert [e["event"] for e in history].count("upgraded") == 1, [e["event"] for e in history]
+
+    payment_id = made.json()["latest_payment"]["id"]
+    refund_key = key()
+    boss = admin(site)
+    refunded = boss.post(f"/api/payments/{payment_id}/refunds", json={"amount_minor": 300, "reason": "credit"},
+                         headers=refund_key)
+    assert refunded.status_code == 201 and refunded.json()["refunded_minor"] == 300, refunded.text
+    replayed = boss.post(f"/api/payments/{payment_id}/refunds", json={"amount_minor": 300, "reason": "credit"},
+                         headers=refund_key)
+    assert (replayed.status_code, replayed.json(), replayed.headers["idempotent-replayed"]) == (
+        201, refunded.json(), "true")
+    other = boss.post(f"/api/payments/{payment_id}/refunds", json={"amount_minor": 301, "reason": "credit"},
+                      headers=refund_key)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    after = boss.get(f"/api/payments/{payment_id}").json()
+    assert after["refunded_minor"] == 300 and [r["amount_minor"] for r in after["refunds"]] == [300]
+    assert len([r for r in provider_sim.control.requests() if r["path"] == "/v1/refunds" and r["status"] == 200]) == 1
+
+
+def test_payment_history_pages_by_next_cursor_through_every_payment_once(site, provider_sim):
+    plan = new_plan(site, "basic")
+    with site.client(site.user()) as http:
+        for n in range(5):  # a payment each: subscribe, end it at once, subscribe again
+            if n == 2:
+                provider_sim.control.behave(decline_next=1)  # a failed payment is history too
+                declined = http.post("/api/subscriptions", json={"plan_id": plan["id"],
+                                                                 "payment_method": "pm_card_visa"}, headers=key())
+                assert declined.status_code == 402, declined.text
+                continue
+            made = http.post("/api/subscriptions", json={"plan_id": plan["id"], "payment_method": "pm_card_visa"},
+                             headers=key())
+            assert made.status_code == 201, made.text
+            if n == 0:
+                first_page = http.get("/api/payments", params={"limit": 2}).json()  # cached: must not go stale
+            assert http.post("/api/subscriptions/current/cancel", json={"at_once": True}).status_code == 200
+        everything = http.get("/api/payments", params={"limit": 100}).json()
+        assert everything["next_cursor"] is None and len(everything["items"]) == 5
+        ids = [p["id"] for p in everything["items"]]
+        assert ids == sorted(ids, reverse=True)  # newest first
+        assert [p["status"] for p in everything["items"]].count("failed") == 1
+        assert len(first_page["items"]) == 1 and first_page["next_cursor"] is None
+
+        walked, pages, params = [], [], {"limit": 2}
+        while True:
+            page = http.get("/api/payments", params=params)
+            assert page.status_code == 200, page.text
+            pages.append(len(page.json()["items"]))
+            walked += [p["id"] for p in page.json()["items"]]
+            if page.json()["next_cursor"] is None:
+                break
+            params = {"limit": 2, "cursor": page.json()["next_cursor"]}
+            assert len(pages) < 10, "the cursor does not advance"
+        assert walked == ids and pages == [2, 2, 1]
+
+
+async def test_renewal_and_a_declined_renewal_run_by_the_scheduled_tasks_then_playback_is_plan_required(
+        billing, billing_site, provider_sim):
+    """billing.renewals charges and extends; a declined one -> past_due (still streaming: grace) ->
+    the retry declined too -> billing.expiries ends it -> the movie is 403 plan_required over HTTP."""
+    plans = await make_plans(billing)
+    movie = await published_movie(billing, plan_tier="premium")
+    with billing_site.client(billing_site.user()) as http:
+        made = http.post("/api/subscriptions", json={"plan_id": plans["premium"], "payment_method": "pm_card_visa"},
+                         headers=key())
+        assert made.status_code == 201 and made.json()["status"] == "active", made.text
+        first = made.json()
+        assert _play(http, movie).status_code == 200
+
+        billing.clock.advance(days=32)
+        await run_scheduled(billing, "billing.renewals")
+        renewed = http.get("/api/subscriptions/current").json()
+        assert renewed["status"] == "active" and renewed["current_period_start"] == first["current_period_end"]
+        assert renewed["current_period_end"] > first["current_period_end"]
+        assert [(p["purpose"], p["status"], p["amount_minor"]) for p in http.get("/api/payments").json()["items"]] == [
+            ("renewal", "succeeded", 1999), ("initial", "succeeded", 1999)]
+        assert _play(http, movie).status_code == 200
+
+        billing.clock.advance(days=32)
+        provider_sim.control.behave(decline_next=2)
+        await run_scheduled(billing, "billing.renewals")
+        assert http.get("/api/subscriptions/current").json()["status"] == "past_due"
+        assert _play(http, movie).status_code == 200  # PAST_DUE_GRACE_DAYS
+        await run_scheduled(billing, "billing.expiries")  # not past the grace yet
+        assert http.get("/api/subscriptions/current").json()["status"] == "past_due"
+        billing.clock.advance(days=1, seconds=1)
+        await run_scheduled(billing, "billing.renewals")  # the retry, declined again
+        billing.clock.advance(days=7)
+        await run_scheduled(billing, "billing.expiries")
+        assert http.get("/api/subscriptions/current").status_code == 404
+        refused = _play(http, movie)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "plan_required", refused.text
+        history = http.get(f"/api/subscriptions/{first['id']}/history").json()["items"]
+        assert [e["event"] for e in history] == [
+            "created", "activated", "renewed", "payment_failed", "payment_failed", "expired"]
+    assert [(c["amount"], c["status"]) for c in provider_sim.control.charges()] == [
+        (1999, "succeeded"), (1999, "succeeded"), (1999, "requires_payment_method"), (1999, "requires_payment_method")]
+
+
+async def test_a_cancel_at_period_end_streams_until_the_period_ends_then_plan_required(billing, billing_site,
+                                                                                         provider_sim):
+    plans = await make_plans(billing)
+    movie = await published_movie(billing, plan_tier="standard")
+    with billing_site.client(billing_site.user()) as http:
+        made = http.post("/api/subscriptions", json={"plan_id": plans["standard"], "payment_method": "pm_card_visa"},
+                         headers=key())
+        assert made.status_code == 201, made.text
+        cancelled = http.post("/api/subscriptions/current/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["cancel_at_period_end"] is True
+        assert _play(http, movie).status_code == 200  # pending: the period is paid
+
+        billing.clock.advance(days=27)  # every month is longer: still inside the period
+        await run_scheduled(billing, "billing.renewals")
+        await run_scheduled(billing, "billing.expiries")
+        assert http.get("/api/subscriptions/current").json()["status"] == "active"
+        assert _play(http, movie, "phone").status_code == 200
+
+        billing.clock.advance(days=5)  # past the period's end
+        await run_scheduled(billing, "billing.renewals")
+        refused = _play(http, movie, "laptop")
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "plan_required", refused.text
+        assert http.get(f"/api/subscriptions/{made.json()['id']}").json()["status"] == "canceled"
+    assert [c["amount"] for c in provider_sim.control.charges()] == [1499]  # never renewed

@@ -9,12 +9,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.billing.conftest import make_plans, new_account
+from tests.billing.conftest import make_plans, new_account, published_movie, run_scheduled
 from vedina.errors import Conflict, PaymentDeclined, Refused, ValidationFailed
 from vedina.services.visibility import Audience
 from vedina.storage.clock import utcnow
 from vedina.storage.payment_provider import Intent
-from vedina.storage.schema import movies, payments, subscription_events
+from vedina.storage.schema import payments, subscription_events
 
 
 async def history(services, subscription_id: int) -> list[str]:
@@ -25,18 +25,6 @@ async def payment_rows(services, user_id: int) -> list[dict]:
     async with services.resources.engine.connect() as conn:
         rows = (await conn.execute(sa.select(payments).where(payments.c.user_id == user_id).order_by(payments.c.id)))
         return [dict(r) for r in rows.mappings()]
-
-
-async def published_movie(services, *, plan_tier: str) -> int:
-    now = utcnow()
-    async with services.resources.engine.begin() as conn:
-        result = await conn.execute(sa.insert(movies).values(
-            slug=f"billing-{uuid.uuid4().hex[:10]}", title="Billing test", original_title="", sort_title="billing test",
-            synopsis="", maturity_rating="G", genres=[], spoken_languages=[], subtitle_languages=[],
-            plan_tier=plan_tier, status="published", published_at=now, version=1, people_text="", popularity=0,
-            rating_count=0, rating_sum=0, rating_avg=0, created_at=now, updated_at=now,
-        ))
-    return result.inserted_primary_key[0]
 
 
 async def subscribed(services, tier: str = "standard", *, method: str = "pm_card_visa"):
@@ -506,3 +494,68 @@ async def test_a_receipt_has_an_html_and_a_text_body_with_the_amount_and_escaped
     assert "14.99 USD" in parts["text/plain"] and "14.99 USD" in parts["text/html"]
     assert "Billing <b>Test</b>" in parts["text/plain"]
     assert "<b>Test</b>" not in parts["text/html"] and "&lt;b&gt;Test&lt;/b&gt;" in parts["text/html"]
+
+
+async def test_an_idempotency_key_is_kept_24_hours_then_reused_as_new_and_the_sweep_task_removes_expired_ones(billing):
+    from vedina.errors import IdempotencyKeyReused
+    from vedina.storage.schema import idempotency_keys
+
+    owner, calls = f"user:{uuid.uuid4().int % 10**9}", []
+
+    async def run(key: str, body: str):
+        async def call():
+            calls.append(body)
+            return 201, b'{"call":%d}' % len(calls)
+
+        return await billing.idempotency.run(owner=owner, key=key, fingerprint=body * 64, call=call,
+                                             encode=lambda answer: b"")
+
+    async def kept() -> dict[str, str]:
+        async with billing.resources.engine.connect() as conn:
+            rows = await conn.execute(sa.select(idempotency_keys.c.key, idempotency_keys.c.request_hash)
+                                      .where(idempotency_keys.c.owner == owner))
+            return dict(rows.all())
+
+    assert await run("old", "a") == ((201, b'{"call":1}'), False)
+    assert await run("swept", "a") == ((201, b'{"call":2}'), False)
+    billing.clock.advance(seconds=24 * 3600 - 60)  # a minute before the keys' 24 h are up
+    assert await run("old", "a") == ((201, b'{"call":1}'), True)
+    with pytest.raises(IdempotencyKeyReused):
+        await run("old", "b")
+    assert await run("fresh", "a") == ((201, b'{"call":3}'), False)
+    await run_scheduled(billing, "idempotency_keys.sweep")
+    assert set(await kept()) == {"old", "swept", "fresh"}, "nothing is swept before its time"
+
+    billing.clock.advance(seconds=61)  # "old" and "swept" are past their 24 h, "fresh" is not
+    assert await run("old", "b") == ((201, b'{"call":4}'), False), "an expired key is a new key, whatever the body"
+    await run_scheduled(billing, "idempotency_keys.sweep")
+    assert await kept() == {"old": "b" * 64, "fresh": "a" * 64}
+    assert await run("old", "b") == ((201, b'{"call":4}'), True)
+    with pytest.raises(IdempotencyKeyReused):
+        await run("old", "a")
+    assert calls == ["a", "a", "a", "b"]
+
+    billing.clock.advance(days=1, seconds=1)
+    await run_scheduled(billing, "idempotency_keys.sweep")
+    assert await kept() == {}
+
+
+async def test_the_scheduler_runs_the_billing_tasks_at_their_ticks_and_a_period_is_renewed_once(billing, provider_sim):
+    from vedina.jobs.scheduler import Scheduler
+
+    user_id, plans, subscription, _ = await subscribed(billing, "basic")
+    scheduler = Scheduler(billing.resources.engine, billing.periodic_tasks(), clock=billing.subscriptions.now)
+    try:
+        assert {"billing.renewals", "billing.expiries", "billing.reconcile"} <= set(await scheduler.run_once())
+        billing.clock.advance(days=32)
+        assert "billing.renewals" in await scheduler.run_once()
+        assert await scheduler.run_once() == []  # the same ticks: nothing runs twice
+        billing.clock.advance(seconds=60)
+        assert "billing.renewals" in await scheduler.run_once()  # the next tick: the period is paid already
+    finally:
+        await scheduler.close()
+    rows = await payment_rows(billing, user_id)
+    assert [(r["purpose"], r["period_number"], r["status"]) for r in rows] == [
+        ("initial", 1, "succeeded"), ("renewal", 2, "succeeded")]
+    assert await history(billing, subscription.id) == ["created", "activated", "renewed"]
+    assert [c["amount"] for c in provider_sim.control.charges()] == [999, 999]

@@ -3,17 +3,25 @@ and scheduled publication driven by a controllable clock, over HTTP on both prof
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import subprocess
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import feedparser
+import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.blog.conftest import BASE_URL
+from tests.conftest import VEDINA, free_port, wait_for
 from vedina.errors import NotFound
 from vedina.services import feeds
-from vedina.storage.schema import blog_posts
+from vedina.storage.schema import blog_posts, scheduled_tasks, scheduler_leases
 
 SPECIAL = "Tom & Jerry <b>\"quoted\"</b> 'apostrophe' ]]> &amp;"
 SITEMAP = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
@@ -200,3 +208,76 @@ def test_the_scheduler_task_publishes_due_posts_by_the_services_clock(site):
 
     assert site.in_process(run_task) == 30
     assert site.anonymous.get(f"/api/blog/posts/{post['slug']}").status_code == 200
+
+
+def _metrics_up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _publish_due_runs(port: int) -> float:
+    """A `vedina worker`'s count of blog.publish_due ticks it ran (from its /metrics)."""
+    scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(sample.value for family in text_string_to_metric_families(scrape)
+               for sample in family.samples
+               if sample.name == "vedina_scheduled_task_runs_total" and sample.labels.get("task") == "blog.publish_due")
+
+
+def test_vedina_worker_processes_publish_a_due_post_once_by_their_scheduler(site, tmp_path):
+    """No call of the task here: `vedina worker` processes (two on the real profile, where the server
+    runs no scheduler; one beside the server's own on the embedded one) run the scheduler, and a post
+    that fell due is published by exactly one of them, once."""
+    publish_at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    post = site.draft(title=f"Due {uuid.uuid4().hex[:6]}")
+    scheduled = site.editor.post(f"/api/blog/posts/{post['id']}/schedule", json={"publish_at": publish_at.isoformat()},
+                                 headers={"if-match": '"1"'})
+    assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled", scheduled.text
+    assert site.anonymous.get(f"/api/blog/posts/{post['slug']}").status_code == 404
+    time.sleep(max(0.0, (publish_at - datetime.now(UTC)).total_seconds()) + 1)  # due before any worker starts
+
+    real = site.settings.storage_profile == "real"
+    ports = [free_port() for _ in range(2 if real else 1)]
+    started = time.time()
+    workers = [subprocess.Popen([VEDINA, "worker"], env={**os.environ, **site.env, "LOG_LEVEL": "info",
+                                                          "WORKER_METRICS_PORT": str(port)},
+                                start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / f"worker-{port}.log", "wb"))
+               for port in ports]
+    try:
+        for port, worker in zip(ports, workers, strict=True):  # up (its signal handlers are set before /metrics)
+            wait_for(lambda: worker.poll() is None and _metrics_up(port), timeout=30, what=f"worker {worker.pid}")
+        # The tick interval is 30 s: the first leader's first poll claims the current tick (real); the
+        # embedded server's scheduler may lead instead, and publishes at the next tick.
+        wait_for(lambda: site.anonymous.get(f"/api/blog/posts/{post['slug']}").status_code == 200, timeout=60,
+                 what="the scheduled post published by the workers' scheduler")
+        assert all(worker.poll() is None for worker in workers)
+        runs = [_publish_due_runs(port) for port in ports]
+        ticks = math.floor(time.time() / 30) - math.floor(started / 30) + 1
+        if real:  # only the workers schedule here: one run per tick between them, not one each
+            assert 1 <= sum(runs) <= ticks, (runs, ticks)
+        lease = site.query(sa.select(scheduler_leases))
+        assert len(lease) == 1 and lease[0]["expires_at"] > datetime.now(UTC).replace(tzinfo=None)
+        if real:
+            assert int(lease[0]["holder"].split(":")[-2]) in {worker.pid for worker in workers}
+        task = site.query(sa.select(scheduled_tasks).where(scheduled_tasks.c.name == "blog.publish_due"))[0]
+        assert task["started_at"] is not None and task["last_error"] is None
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                assert worker.wait(timeout=30) == 0, f"worker {worker.pid} failed: see {tmp_path}"
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+                raise
+
+    row = site.query(sa.select(blog_posts).where(blog_posts.c.id == post["id"]))[0]
+    assert row["status"] == "published" and row["version"] == 3 and row["published_at"] >= publish_at.replace(
+        tzinfo=None)
+    revisions = site.editor.get(f"/api/blog/editor/posts/{post['id']}/revisions").json()["items"]
+    assert [r["version"] for r in revisions] == [3, 2, 1], "published once: one revision by the scheduler"
+    assert revisions[0]["editor_id"] is None and all(r["editor_id"] is not None for r in revisions[1:])

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from vedina.errors import AppError, Conflict, IdempotencyKeyReused, error_body
-from vedina.storage.clock import utcnow
 from vedina.storage.idempotency_keys import IdempotencyKeyRepository
 
 TTL = timedelta(hours=24)
@@ -45,20 +45,28 @@ def request_hash(*parts: bytes | str) -> str:
 
 
 class IdempotencyService:
-    def __init__(self, *, keys: IdempotencyKeyRepository, wait: float = WAIT) -> None:
+    def __init__(self, *, keys: IdempotencyKeyRepository, wait: float = WAIT,
+                 clock: Callable[[], float] = time.time) -> None:
         self._keys = keys
         self._wait = wait
+        self.clock = clock  # injectable: tests move time (a key's 24 h)
+
+    def now(self) -> datetime:
+        """Naive UTC, second precision (what the DATETIME columns hold)."""
+        return datetime.fromtimestamp(int(self.clock()), UTC).replace(tzinfo=None)
 
     async def run(self, *, owner: str, key: str, fingerprint: str, call: Callable[[], Awaitable[Answer]],
                   encode: Callable[[object], bytes]) -> tuple[Answer, bool]:
         """The answer under ``key`` and whether it was replayed."""
-        now = utcnow()
-        if not await self._keys.claim(owner=owner, key=key, request_hash=fingerprint, expires_at=now + TTL):
+        now = self.now()
+        if not await self._keys.claim(owner=owner, key=key, request_hash=fingerprint, created_at=now,
+                                      expires_at=now + TTL):
             replay = await self._existing(owner=owner, key=key, fingerprint=fingerprint)
             if replay is not None:
                 return replay, True
             # It expired (and was dropped) or its runner gave up: claim it afresh.
-            if not await self._keys.claim(owner=owner, key=key, request_hash=fingerprint, expires_at=now + TTL):
+            if not await self._keys.claim(owner=owner, key=key, request_hash=fingerprint, created_at=now,
+                                          expires_at=now + TTL):
                 raise Conflict("A request with this Idempotency-Key is in progress", code="idempotency_key_in_use")
         try:
             answer = await call()
@@ -80,8 +88,8 @@ class IdempotencyService:
             row = await self._keys.get(owner=owner, key=key)
             if row is None:
                 return None
-            if row["expires_at"] <= utcnow():
-                await self._keys.drop_expired(owner=owner, key=key, now=utcnow())
+            if row["expires_at"] <= self.now():
+                await self._keys.drop_expired(owner=owner, key=key, now=self.now())
                 return None
             if row["request_hash"] != fingerprint:
                 raise IdempotencyKeyReused(
@@ -90,7 +98,7 @@ class IdempotencyService:
                 )
             if row["state"] == "done":
                 return row["response_status"], row["response_body"]
-            if row["created_at"] <= utcnow() - STALE:
+            if row["created_at"] <= self.now() - STALE:
                 await self._keys.drop_stale(owner=owner, key=key, created_at=row["created_at"])
                 return None
             if asyncio.get_running_loop().time() >= deadline:
@@ -98,4 +106,5 @@ class IdempotencyService:
             await asyncio.sleep(POLL)
 
     async def sweep(self) -> int:
-        return await self._keys.sweep()
+        """Remove the keys past their 24 h (the ``idempotency_keys.sweep`` task); returns how many."""
+        return await self._keys.sweep(self.now())

@@ -22,13 +22,14 @@ class IdempotencyKeyRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def claim(self, *, owner: str, key: str, request_hash: str, expires_at: datetime) -> bool:
+    async def claim(self, *, owner: str, key: str, request_hash: str, expires_at: datetime,
+                    created_at: datetime | None = None) -> bool:
         """True: this request runs under the key. False: a row exists (see :meth:`get`)."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(sa.insert(table).values(
                     owner=owner, key=key, request_hash=request_hash, state="running",
-                    created_at=utcnow(), expires_at=expires_at,
+                    created_at=created_at or utcnow(), expires_at=expires_at,
                 ))
         except IntegrityError:
             return False
