@@ -27,6 +27,8 @@ command -v nginx >/dev/null || missing+=(nginx)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v promtool >/dev/null || missing+=(prometheus)  # promtool (its server is not started)
+command -v ip >/dev/null || missing+=(iproute2)    # tests/cluster: test hosts in network namespaces
+command -v curl >/dev/null || missing+=(curl)       # tests/cluster: requests from inside a namespace
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   apt-get update -qq

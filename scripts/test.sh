@@ -19,9 +19,10 @@ export VEDINA_TEST_AMQP=amqp://guest:guest@127.0.0.1:5672/
 echo "[test] pytest"
 # Without arguments: the whole suite but the operations drills marked `ops` (over ~30 s each:
 # wheel build in a new virtualenv, SIGHUP reload and rolling restart under load), which
-# `make ops-test` runs (scripts/test.sh -m ops tests/ops).
+# `make ops-test` runs (scripts/test.sh -m ops tests/ops), and the drills on test hosts in
+# network namespaces marked `cluster`, which `make cluster-test` runs.
 if (($#)); then
   .venv/bin/python -m pytest -p no:cacheprovider "$@"
 else
-  .venv/bin/python -m pytest -p no:cacheprovider -m "not ops"
+  .venv/bin/python -m pytest -p no:cacheprovider -m "not ops and not cluster"
 fi

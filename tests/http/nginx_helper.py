@@ -34,7 +34,7 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 
 
-_MAIN = """\
+MAIN_TEMPLATE = """\
 user root;
 worker_processes {workers};
 daemon off;
@@ -68,7 +68,7 @@ class Nginx:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(
-            _MAIN.format(prefix=self.prefix, workers=workers, mime_types=MIME_TYPES, servers=servers.replace("@PORT@", str(self.port)))
+            MAIN_TEMPLATE.format(prefix=self.prefix, workers=workers, mime_types=MIME_TYPES, servers=servers.replace("@PORT@", str(self.port)))
         )
         self._flags = ["-c", str(self.conf), "-p", str(self.prefix), "-e", str(self.prefix / "error.log")]
         subprocess.run([self.binary, "-t", "-q", *self._flags], check=True, capture_output=True, timeout=10)
