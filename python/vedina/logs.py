@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import os
@@ -9,6 +10,8 @@ import sys
 import time
 
 import orjson
+
+from vedina.background import Background
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -48,10 +51,13 @@ def configure_logging(level: str) -> None:
 class AccessLog:
     """One JSON line per answered request, written in batches.
 
-    :meth:`add` only appends a tuple (the request's hot path); :meth:`flush` (each
-    second, from the metrics flush, and at shutdown) formats the lines with orjson
-    and writes them to stderr in chunks of whole lines of at most ``PIPE_BUF``
-    bytes, so lines of several worker processes sharing a pipe never interleave.
+    :meth:`add` only appends a tuple (the request's hot path). The writer task
+    (:meth:`start`) formats the pending lines with orjson every :attr:`INTERVAL`
+    seconds, :attr:`SLICE` lines at a time with the event loop free for requests in
+    between (one flush a second of ~8,000 lines stalled a worker for ~40 ms: the
+    p99 at 64 connections went from 10 to 50 ms), and writes them to stderr in
+    chunks of whole lines of at most ``PIPE_BUF`` bytes, so lines of several worker
+    processes sharing a pipe never interleave. :meth:`close` writes what is left.
     A line holds no query string, header, cookie or body: nothing secret to leak.
 
         {"ts": "2025-01-02T03:04:05.678Z", "level": "info", "logger": "vedina.access",
@@ -67,6 +73,8 @@ class AccessLog:
     """
 
     PIPE_BUF = 4096
+    INTERVAL = 0.1
+    SLICE = 256
 
     def __init__(self, *, fd: int | None = None, max_pending: int = 20_000) -> None:
         # Imported here: prometheus_client must be imported after `vedina serve` set up its
@@ -79,6 +87,22 @@ class AccessLog:
         self.dropped = BufferedCounter(ACCESS_LOG_DROPPED)
         self._second = -1
         self._second_text = ""
+        self._writer = Background("access log")
+
+    def start(self) -> None:
+        """The writer task, on the running loop (a worker's)."""
+        self._writer.start(self._write_loop)
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        self.flush()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.INTERVAL)
+            for _ in range(0, len(self._pending), self.SLICE):
+                self.flush(limit=self.SLICE)
+                await asyncio.sleep(0)  # requests waiting meanwhile go first
 
     def add(self, request_id: str, method: str, route: str, status: int, seconds: float, principal) -> None:
         if len(self._pending) >= self._max_pending:
@@ -92,9 +116,13 @@ class AccessLog:
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return self._second_text + _MILLIS[int((now - second) * 1000)]
 
-    def lines(self) -> list[bytes]:
-        """The pending lines, formatted (and no longer pending)."""
-        pending, self._pending = self._pending, []
+    def lines(self, limit: int | None = None) -> list[bytes]:
+        """The oldest ``limit`` (default: all) pending lines, formatted (and no longer pending)."""
+        if limit is None or limit >= len(self._pending):
+            pending, self._pending = self._pending, []
+        else:
+            pending = self._pending[:limit]
+            del self._pending[:limit]
         lines = []
         for now, request_id, method, route, status, seconds, principal in pending:
             entry = {
@@ -107,12 +135,12 @@ class AccessLog:
             lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
         return lines
 
-    def flush(self) -> None:
+    def flush(self, limit: int | None = None) -> None:
         if not self._pending:
             return
         fd = sys.stderr.fileno() if self._fd is None else self._fd
         chunk, size = [], 0
-        for line in self.lines():
+        for line in self.lines(limit):
             if size + len(line) > self.PIPE_BUF and chunk:
                 self._write(fd, b"".join(chunk))
                 chunk, size = [], 0

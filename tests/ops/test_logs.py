@@ -4,6 +4,7 @@ tokens, webhook secrets) anywhere in what the server wrote."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -148,3 +149,30 @@ def test_a_full_buffer_drops_and_counts_lines_and_a_request_never_writes(tmp_pat
     os.close(read)
     ids = [orjson.loads(line)["request_id"] for line in data.splitlines()]
     assert ids == [f"id-{i}" for i in range(10)] + ["id-after"]
+
+
+async def test_the_writer_task_writes_in_slices_and_lets_requests_run_between_them(tmp_path):
+    path = tmp_path / "access.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    log = AccessLog(fd=fd)
+    try:
+        for i in range(5 * AccessLog.SLICE):
+            log.add(f"id-{i}", "GET", "/api/movies/:id", 200, 0.0004, None)
+        written_when_a_request_ran = []
+
+        async def request():  # what a request would see while the writer works
+            while not path.stat().st_size:
+                await asyncio.sleep(0)
+            written_when_a_request_ran.append(len(path.read_bytes().splitlines()))
+
+        log.start()
+        await asyncio.wait_for(request(), timeout=5)
+        await asyncio.sleep(AccessLog.INTERVAL * 3)
+        log.add("id-last", "GET", "/health", 200, 0.0001, None)
+        await log.close()  # writes what is left
+    finally:
+        os.close(fd)
+    lines = path.read_bytes().splitlines()
+    assert [orjson.loads(line)["request_id"] for line in lines] == [f"id-{i}" for i in range(5 * AccessLog.SLICE)] + [
+        "id-last"]
+    assert written_when_a_request_ran and written_when_a_request_ran[0] < 5 * AccessLog.SLICE
