@@ -39,13 +39,8 @@ class AppHost:
         self.host.popen([VEDINA, "worker"], log=self.root / "worker.log", env=self.env)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = self.host.run(["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}",
-                                  f"{self.url}/ready"], check=False)
-            if done.stdout == "200":
-                return
-            time.sleep(0.3)
+        if self.host.wait_http(f"{self.url}/ready", timeout=timeout):
+            return
         log = (self.root / "serve.log").read_text()[-3000:] if (self.root / "serve.log").exists() else ""
         raise TimeoutError(f"{self.host.name} not ready after {timeout}s:\n{log}")
 

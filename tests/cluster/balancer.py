@@ -7,7 +7,6 @@ Rendered the way ``nginx/upstream-instances.conf`` tells operators to: the templ
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from string import Template
 
@@ -48,12 +47,7 @@ class Balancer:
     def start(self) -> None:
         self.host.run([*self.argv, "-t", "-q"])
         self.host.popen(self.argv, log=self.prefix / "stdout.log")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            done = self.host.run(["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}",
-                                  f"{self.url}/health"], check=False)
-            if done.stdout == "200":
-                return
-            time.sleep(0.2)
+        if self.host.wait_http(f"{self.url}/health", timeout=10):
+            return
         raise TimeoutError(f"nginx on {self.host.ip} does not answer /health: "
                            f"{(self.prefix / 'error.log').read_text()[-2000:]}")

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from tests.cluster.netns import Host
+from tests.scale.replica_server import wait_until_answering
 
 PORT = 3306
 REPLICATION_USER = "vedina_repl"
@@ -81,15 +82,8 @@ class MariaDB:
         if self.primary is not None:
             argv.append("--read-only=ON")  # replication restarts by itself (master.info)
         self.process = self.host.popen(argv, log=self.root / "mariadbd.out")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sql("SELECT 1")
-                return
-            except RuntimeError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mariadbd on {self.host.name} did not start: {self._log_tail()}") from None
-                time.sleep(0.2)
+        wait_until_answering(self.sql, self.process, timeout=timeout,
+                             failed=lambda: f"mariadbd on {self.host.name} did not start: {self._log_tail()}")
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -117,6 +117,20 @@ class Host:
         self.processes.append(proc)
         return proc
 
+    def http_status(self, url: str, *, timeout: float = 2) -> int:
+        """The status of ``GET url`` from this host (0: no answer)."""
+        done = self.run(["curl", "-s", "-o", "/dev/null", "-m", str(timeout), "-w", "%{http_code}", url], check=False)
+        return int(done.stdout or 0)
+
+    def wait_http(self, url: str, *, timeout: float, status: int = 200) -> bool:
+        """Whether ``GET url`` from this host answered ``status`` within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.http_status(url) == status:
+                return True
+            time.sleep(0.2)
+        return False
+
     def pids(self) -> list[int]:
         """Every process living in the namespace (whoever started it)."""
         done = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True)

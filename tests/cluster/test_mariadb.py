@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
 from tests.cluster import netns
+from tests.cluster.labs import module_lab
 from tests.cluster.mariadb import MariaDB
 
 pytestmark = pytest.mark.cluster
@@ -28,14 +28,7 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(request, tmp_path_factory):
-    reason = netns.available()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("mariadbd") is None:
-        pytest.skip("mariadbd is not installed")
-    netns.leftovers("vdcdb")
-    lab = netns.Lab("vdcdb")
-    request.addfinalizer(lab.destroy)
+    lab = module_lab(request, "vdcdb", needs="mariadbd")
     net = lab.network("db", "10.231.2")
     db1, db2, app = lab.host("db1", {net: 11}), lab.host("db2", {net: 12}), lab.host("app", {net: 21})
     root = tmp_path_factory.mktemp("mariadb")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import netns, rabbitmq
+from tests.cluster.labs import module_lab
 from tests.cluster.rabbitmq import RabbitNodes
 
 pytestmark = pytest.mark.cluster
@@ -46,12 +47,7 @@ class Mq:
 
 @pytest.fixture(scope="module")
 def mq(request, tmp_path_factory):
-    reason = netns.available() or rabbitmq.available()
-    if reason:
-        pytest.skip(reason)
-    netns.leftovers(TAG)
-    lab = netns.Lab(TAG)
-    request.addfinalizer(lab.destroy)
+    lab = module_lab(request, TAG, why=rabbitmq.available())
     network = lab.network("mq", "10.231.7")
     hosts = [lab.host(f"mq{n}", {network: 40 + n}) for n in (1, 2, 3)]
     client = lab.host("client", {network: 2})

@@ -5,12 +5,11 @@ The tests run in order on one group: the failover comes after the checks of the 
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
-from tests.cluster import netns
+from tests.cluster.labs import module_lab
 from tests.cluster.redis_group import PORT, SENTINEL_PORT, RedisGroup
 
 pytestmark = pytest.mark.cluster
@@ -21,14 +20,7 @@ FAILOVER_BOUND = 10.0
 
 @pytest.fixture(scope="module")
 def group(request, tmp_path_factory):
-    reason = netns.available()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    netns.leftovers("vdcrd")
-    lab = netns.Lab("vdcrd")
-    request.addfinalizer(lab.destroy)
+    lab = module_lab(request, "vdcrd", needs="redis-server")
     net = lab.network("cache", "10.231.3")
     hosts = [lab.host(f"redis{n}", {net: 30 + n}) for n in (1, 2, 3)]
     group = RedisGroup(hosts[0], hosts[1], hosts, tmp_path_factory.mktemp("redis"))

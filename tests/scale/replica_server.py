@@ -38,6 +38,20 @@ def _client(connection: list[str], statement: str) -> str:
     return done.stdout.strip()
 
 
+def wait_until_answering(sql, process: subprocess.Popen, *, timeout: float, failed) -> None:
+    """Until a server started as ``process`` answers ``sql("SELECT 1")``; ``RuntimeError(failed())``
+    if it exits first or takes longer than ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sql("SELECT 1")
+            return
+        except RuntimeError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(failed()) from None
+            time.sleep(0.2)
+
+
 class ReplicaServer:
     def __init__(self, root: Path, *, port: int, databases: list[str], app_user: str, app_password: str) -> None:
         self.root = root
@@ -75,15 +89,8 @@ class ReplicaServer:
              "--skip-name-resolve", "--max-connections=200"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.sql("SELECT 1")
-                return
-            except RuntimeError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"replica did not start: {self.log.read_text()[-2000:]}") from None
-                time.sleep(0.2)
+        wait_until_answering(self.sql, self.process, timeout=60,
+                             failed=lambda: f"replica did not start: {self.log.read_text()[-2000:]}")
 
     def follow_primary(self) -> None:
         """Create the users, then replicate from the primary's current position."""
