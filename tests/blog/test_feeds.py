@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import feedparser
 import httpx
+import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -226,9 +227,10 @@ def _publish_due_runs(port: int) -> float:
 
 
 def test_vedina_worker_processes_publish_a_due_post_once_by_their_scheduler(site, tmp_path):
-    """No call of the task here: `vedina worker` processes (two on the real profile, where the server
-    runs no scheduler; one beside the server's own on the embedded one) run the scheduler, and a post
-    that fell due is published by exactly one of them, once."""
+    """No call of the task here: two `vedina worker` processes (the real profile's server runs no
+    scheduler) run the scheduler, and a post that fell due is published by exactly one of them, once."""
+    if site.settings.storage_profile != "real":
+        pytest.skip("the embedded server runs the scheduler itself (tests/jobs/test_scheduler.py)")
     publish_at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
     post = site.draft(title=f"Due {uuid.uuid4().hex[:6]}")
     scheduled = site.editor.post(f"/api/blog/posts/{post['id']}/schedule", json={"publish_at": publish_at.isoformat()},
@@ -237,8 +239,7 @@ def test_vedina_worker_processes_publish_a_due_post_once_by_their_scheduler(site
     assert site.anonymous.get(f"/api/blog/posts/{post['slug']}").status_code == 404
     time.sleep(max(0.0, (publish_at - datetime.now(UTC)).total_seconds()) + 1)  # due before any worker starts
 
-    real = site.settings.storage_profile == "real"
-    ports = [free_port() for _ in range(2 if real else 1)]
+    ports = [free_port() for _ in range(2)]
     started = time.time()
     workers = [subprocess.Popen([VEDINA, "worker"], env={**os.environ, **site.env, "LOG_LEVEL": "info",
                                                           "WORKER_METRICS_PORT": str(port)},
@@ -248,19 +249,16 @@ def test_vedina_worker_processes_publish_a_due_post_once_by_their_scheduler(site
     try:
         for port, worker in zip(ports, workers, strict=True):  # up (its signal handlers are set before /metrics)
             wait_for(lambda: worker.poll() is None and _metrics_up(port), timeout=30, what=f"worker {worker.pid}")
-        # The tick interval is 30 s: the first leader's first poll claims the current tick (real); the
-        # embedded server's scheduler may lead instead, and publishes at the next tick.
+        # The tick interval is 30 s: the first leader's first poll claims the current tick.
         wait_for(lambda: site.anonymous.get(f"/api/blog/posts/{post['slug']}").status_code == 200, timeout=60,
                  what="the scheduled post published by the workers' scheduler")
         assert all(worker.poll() is None for worker in workers)
         runs = [_publish_due_runs(port) for port in ports]
         ticks = math.floor(time.time() / 30) - math.floor(started / 30) + 1
-        if real:  # only the workers schedule here: one run per tick between them, not one each
-            assert 1 <= sum(runs) <= ticks, (runs, ticks)
+        assert 1 <= sum(runs) <= ticks, (runs, ticks)  # one run per tick between them, not one each
         lease = site.query(sa.select(scheduler_leases))
         assert len(lease) == 1 and lease[0]["expires_at"] > datetime.now(UTC).replace(tzinfo=None)
-        if real:
-            assert int(lease[0]["holder"].split(":")[-2]) in {worker.pid for worker in workers}
+        assert int(lease[0]["holder"].split(":")[-2]) in {worker.pid for worker in workers}
         task = site.query(sa.select(scheduled_tasks).where(scheduled_tasks.c.name == "blog.publish_due"))[0]
         assert task["started_at"] is not None and task["last_error"] is None
     finally:
