@@ -46,7 +46,7 @@ class AppHost:
 
     def kill(self) -> None:
         """The host dies: every process on it gets SIGKILL (no drain, no goodbye)."""
-        self.host.kill_all()
         deadline = time.monotonic() + 10
         while self.host.pids() and time.monotonic() < deadline:
+            self.host.kill_all()  # again: a worker respawned meanwhile dies too
             time.sleep(0.05)

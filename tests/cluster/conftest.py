@@ -8,6 +8,7 @@ printed at the end of the run and written to ``var/cluster/drills.json``.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,15 +36,18 @@ def lab_ready():
 
 
 @pytest.fixture(scope="session")
-def cluster(lab_ready):
+def cluster(lab_ready, request):
     from tests.cluster.topology import Cluster
 
     root = Path(tempfile.mkdtemp(prefix="vedina-cluster-"))
     built = Cluster.build(root, tag=TAG)
+    failed_before = request.session.testsfailed
     try:
         yield built
     finally:
         built.destroy()
+        if request.session.testsfailed == failed_before:  # keep the logs of a failed run only
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

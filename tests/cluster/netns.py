@@ -54,6 +54,7 @@ class Network:
         self.prefix = prefix
         self.bridge = f"{lab.tag}b{len(lab.networks)}"  # interface names stay under 16 bytes
         _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("link", "set", self.bridge, "addrgenmode", "none")  # not even an IPv6 link-local address here
         _ip("link", "set", self.bridge, "up")
 
     def address(self, n: int) -> str:
@@ -84,6 +85,7 @@ class Host:
         inside = f"eth{len(self._peers)}"
         address = network.address(n)
         _ip("link", "add", peer, "type", "veth", "peer", "name", inside, "netns", self.namespace)
+        _ip("link", "set", peer, "addrgenmode", "none")
         _ip("link", "set", peer, "master", network.bridge, "up")
         _ip("-n", self.namespace, "addr", "add", f"{address}/24", "dev", inside)
         _ip("-n", self.namespace, "link", "set", inside, "up")
@@ -155,7 +157,10 @@ class Host:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass  # unkillable (D state): the namespace goes anyway
         subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True)
 
 
@@ -183,7 +188,10 @@ class Lab:
 
     def destroy(self) -> None:
         for host in self.hosts.values():
-            host.destroy()
+            try:
+                host.destroy()
+            except Exception:  # the other hosts and the bridges go all the same
+                pass
         for network in self.networks:
             subprocess.run(["ip", "link", "del", network.bridge], capture_output=True)
         self.hosts.clear()

@@ -34,6 +34,12 @@ def lost_writes(cluster, tag: str, result: dict) -> set[int]:
     return set(result["acked"]) - cluster.stored_movie_ids(tag)
 
 
+def missing_on_replica(cluster, tag: str, result: dict) -> set[int]:
+    """Acknowledged writes the replica lacks once it has caught up (replication lost them)."""
+    cluster.replica.wait_caught_up()
+    return set(result["acked"]) - cluster.stored_movie_ids(tag, server=cluster.replica)
+
+
 def wait_until(predicate, what: str, timeout: float) -> float:
     """Seconds until ``predicate()`` held; fails after ``timeout``."""
     started = time.monotonic()
@@ -65,7 +71,6 @@ def test_the_lab_serves_through_nginx_from_both_app_hosts(cluster, viewer):
 def test_drill_1_a_killed_app_host_fails_over_without_losing_writes(cluster, editor, viewer, report):
     traffic = cluster.traffic(tag="d1", seconds=12, editor_token=editor, viewer_token=viewer, threads=THREADS)
     time.sleep(4)
-    killed_at = time.monotonic()
     cluster.apps[1].kill()
     result = traffic.result()
     lost = lost_writes(cluster, "d1", result)
@@ -77,7 +82,6 @@ def test_drill_1_a_killed_app_host_fails_over_without_losing_writes(cluster, edi
     # At most the requests in flight on the killed host: one per thread (nginx retries idempotent ones).
     assert result["failed"] <= THREADS, result["failures"]
     assert all(kind.startswith("POST") for kind in result["failures"]), result["failures"]
-    assert time.monotonic() - killed_at < 60
     status, _ = cluster.http("GET", "/api/users/me", base=cluster.apps[1].url, token=viewer)
     assert status == 200
 
@@ -88,13 +92,15 @@ def test_drill_2_a_stopped_replica_moves_reads_to_the_primary_and_back(cluster, 
     traffic = cluster.traffic(tag="d2", seconds=14, editor_token=editor, viewer_token=viewer, threads=THREADS)
     time.sleep(3)
     cluster.replica.stop()
-    skipped = wait_until(lambda: metric(cluster, app, "vedina_db_replica_up") == 0, "replica marked down", 10)
-    time.sleep(2)
-    unusable = metric(cluster, app, "vedina_db_replica_reads_total", outcome="unusable")
-    cluster.replica.start()
+    try:
+        skipped = wait_until(lambda: metric(cluster, app, "vedina_db_replica_up") == 0, "replica marked down", 10)
+        time.sleep(2)
+        unusable = metric(cluster, app, "vedina_db_replica_reads_total", outcome="unusable")
+    finally:
+        cluster.replica.start()
     back = wait_until(lambda: metric(cluster, app, "vedina_db_replica_up") >= 1, "replica used again", 30)
     result = traffic.result()
-    lost = lost_writes(cluster, "d2", result)
+    lost = lost_writes(cluster, "d2", result) | missing_on_replica(cluster, "d2", result)
     before = metric(cluster, app, "vedina_db_replica_reads_total", outcome="replica")
     for n in range(2, 40):  # catalog reads that miss the near caches
         cluster.http("GET", f"/api/movies?limit={n}", base=app.url)
@@ -117,20 +123,18 @@ def test_drill_3_a_delayed_replica_still_reads_back_each_callers_writes(cluster,
         assert status == 201, created
         status, _ = cluster.http("POST", f"/api/movies/{created['id']}/publish", token=editor)
         assert status == 200
-        published = time.monotonic()
         visible = wait_until(lambda: cluster.http("GET", f"/api/movies/{created['id']}")[0] == 200,
                              "published movie visible to others", 30)
         result = traffic.result()
     finally:
         cluster.replica.start_sql_thread()
-    lost = lost_writes(cluster, "d3", result)
+    lost = lost_writes(cluster, "d3", result) | missing_on_replica(cluster, "d3", result)
     bound = float(cluster.env["DB_REPLICA_MAX_LAG_S"])
     report("3 delay the replica (SQL thread stopped)", result, lost=len(lost),
            stale_own_reads=result["stale_own_reads"], seconds_until_others_saw_a_write=round(visible, 2))
     assert not lost and result["stale_own_reads"] == 0
     assert result["failed"] == 0, result["failures"]
-    # Others may read stale data, no older than the lag bound (+ one health check and the request).
-    assert time.monotonic() - published >= visible
+    # Others may read stale data, no older than the lag bound (the GTID fence makes it ~0 here).
     assert visible <= bound + 2
 
 
@@ -139,22 +143,26 @@ def test_drill_4_a_killed_redis_master_is_replaced_and_logouts_survive(cluster, 
     status, _ = cluster.http("GET", "/api/users/me", token=leaving["access_token"])
     assert status == 200
     traffic = cluster.traffic(tag="d4", seconds=16, editor_token=editor, viewer_token=viewer, threads=THREADS)
+    began = time.monotonic()
     time.sleep(3)
     status, _ = cluster.http("POST", "/api/auth/logout", token=leaving["access_token"])
     assert status == 204
     old_master, _ = cluster.redis.master_address()
     killed_host = cluster.redis.kill_master()
     killed = time.monotonic()
-    cluster.redis.wait_failover(old_master, timeout=30)
-    promoted = time.monotonic() - killed
+    try:
+        cluster.redis.wait_failover(old_master, timeout=30)
+        promoted = time.monotonic() - killed
 
-    def followed() -> bool:  # a login (login guard, refresh family in Redis) works on both hosts
-        return all(cluster.http("POST", "/api/auth/login", base=app.url,
-                                body={"email": "nobody@example.org", "password": "wrong password"})[0] == 401
-                   for app in cluster.apps)
+        def followed() -> bool:  # a bearer read needs the shared store (revocations) on both hosts
+            return all(cluster.http("GET", "/api/users/me", base=app.url, token=viewer)[0] == 200
+                       for app in cluster.apps)
 
-    follow = promoted + wait_until(followed, "both app hosts use the new master", 30)
-    result = traffic.result()
+        follow = promoted + wait_until(followed, "both app hosts use the new master", 30)
+        result = traffic.result()
+    except BaseException:
+        cluster.redis.restart(killed_host)
+        raise
     lost = lost_writes(cluster, "d4", result)
     still_refused = [cluster.http("GET", "/api/users/me", base=app.url, token=leaving["access_token"])[0]
                      for app in cluster.apps]
@@ -164,7 +172,9 @@ def test_drill_4_a_killed_redis_master_is_replaced_and_logouts_survive(cluster, 
     cluster.redis.restart(killed_host)
     assert not lost and result["stale_own_reads"] == 0
     assert still_refused == [401, 401]
-    assert follow <= 30
+    assert follow <= 10
+    # Requests failed only around the failover, not for the rest of the loop.
+    assert max(result["failure_times"], default=0) <= killed - began + 10, result["failure_times"]
 
 
 def test_drill_5_an_app_host_cut_off_from_redis_serves_reads_and_refuses_the_rest(cluster, editor, viewer, report):
@@ -206,8 +216,12 @@ def test_drill_6_a_stopped_rabbitmq_node_loses_and_repeats_no_job(cluster, edito
                               register=True)
     time.sleep(4)
     cluster.rabbit.stop_node(0)
-    time.sleep(6)
-    cluster.rabbit.start_node(0)
+    try:
+        sent_at_stop = sum(cluster.mails_to("d6-").values())
+        time.sleep(6)
+        sent_during_outage = sum(cluster.mails_to("d6-").values()) - sent_at_stop
+    finally:
+        cluster.rabbit.start_node(0)
     result = traffic.result()
     owed = set(result["registered"])
     assert owed, result
@@ -221,7 +235,9 @@ def test_drill_6_a_stopped_rabbitmq_node_loses_and_repeats_no_job(cluster, edito
     lost = lost_writes(cluster, "d6", result)
     twice = {address: n for address, n in sent.items() if n > 1}
     report("6 stop a RabbitMQ node (3-node cluster)", result, lost=len(lost), jobs=len(owed),
-           jobs_handled_once=sum(1 for address in owed if sent[address] == 1), jobs_repeated=len(twice))
+           jobs_handled_once=sum(1 for address in owed if sent[address] == 1), jobs_repeated=len(twice),
+           jobs_handled_while_the_node_was_down=sent_during_outage)
+    assert sent_during_outage > 0  # publishing and consuming went on, not only after the node was back
     assert not lost and result["stale_own_reads"] == 0
     assert not twice
     assert set(sent) == owed

@@ -205,9 +205,9 @@ class Cluster:
                     sent[str(recipient)] += 1
         return sent
 
-    def stored_movie_ids(self, tag: str) -> set[int]:
-        """Ids of the drill's movies as the primary holds them."""
-        out = self.primary.sql(f"SELECT id FROM {DATABASE}.movies WHERE slug LIKE '{tag}-%'")
+    def stored_movie_ids(self, tag: str, *, server: MariaDB | None = None) -> set[int]:
+        """Ids of the drill's movies as the primary (or ``server``) holds them."""
+        out = (server or self.primary).sql(f"SELECT id FROM {DATABASE}.movies WHERE slug LIKE '{tag}-%'")
         return {int(line) for line in out.split()}
 
 

@@ -22,6 +22,7 @@ from tests.scale.replica_server import ReplicaServer
 from vedina.config import ConfigError, load_settings
 from vedina.metrics import flush_buffered
 from vedina.services.visibility import Audience
+from vedina.storage import replicas as replicas_module
 from vedina.storage.clock import utcnow
 from vedina.storage.movies import GenreRepository, MovieRepository
 from vedina.storage.schema import genres
@@ -238,6 +239,23 @@ async def test_a_stopped_replica_is_skipped_without_errors_and_used_again_when_b
     served = reads("replica")
     assert "western" in {g["slug"] for g in await services.genres.all()}
     assert reads("replica") == served + 1  # the pool recovered by itself
+
+
+async def test_a_replica_read_that_hangs_is_abandoned_and_answered_by_the_primary(services, replica, monkeypatch):
+    replica.wait_caught_up()
+    reader = services.resources.db_replicas
+    await reader.check()
+    monkeypatch.setattr(replicas_module, "READ_TIMEOUT", 0.5)
+    lost = reads("error")
+
+    async def slow_on_the_replica(conn):  # a replica gone silent mid-read, as far as the app can tell
+        return await conn.scalar(sa.text("SELECT IF(@@server_id = 2, SLEEP(5), 0) + @@server_id"))
+
+    started = time.monotonic()
+    assert await reader.read(slow_on_the_replica) == 1  # the primary's answer
+    assert time.monotonic() - started < 3
+    assert reads("error") == lost + 1
+    await reader.check()  # the replica itself is fine: used again after the next check
 
 
 async def test_a_replica_lagging_past_the_bound_is_skipped_until_it_catches_up(services, replica):

@@ -40,7 +40,7 @@ COOLDOWN_S = 1.0
 
 def _broken_transport(exc: BaseException) -> bool:
     """uvloop's error for a write on a transport the peer closed (redis-py passes it through as is)."""
-    return isinstance(exc, RuntimeError) and "closed" in str(exc)
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
 
 
 class RedisGuard:

@@ -44,7 +44,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -62,6 +61,7 @@ T = TypeVar("T")
 
 CHECK_INTERVAL = 1.0
 CHECK_TIMEOUT = 3.0  # a replica that takes longer to answer a check is down for this tick
+READ_TIMEOUT = 3.0  # a replica read taking longer is abandoned and runs again on the primary
 
 _POSITION = sa.text("SELECT @@gtid_binlog_pos")
 _APPLIED = sa.text("SELECT @@gtid_slave_pos")
@@ -72,12 +72,11 @@ _FAILURES = (OperationalError, InterfaceError, OSError, asyncio.TimeoutError)
 
 
 class Reader(Protocol):
-    """What a repository reads through: an AsyncEngine, or a :class:`ReplicaReader`."""
+    """What a repository reads through (always with ``vedina.storage.reading.read``): an
+    AsyncEngine (its ``connect()``), or a :class:`ReplicaReader` (its ``read(work)``)."""
 
     @property
     def dialect(self) -> Dialect: ...
-
-    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
 
 def parse_position(text: str | None) -> dict[int, int]:
@@ -138,19 +137,24 @@ class ReplicaReader:
         current position, else on the primary; again on the primary if the replica fails meanwhile."""
         replica, conn = await self._fenced_replica()
         if replica is not None and conn is not None:
+            answered = False
             try:
-                return await work(conn)
+                async with asyncio.timeout(READ_TIMEOUT):  # a replica gone silent must not hold the request
+                    result = await work(conn)
+                answered = True
             except _FAILURES as exc:
                 log.warning("replica lost during a read: the primary serves it",
                             extra={"replica": replica.name, "error": f"{type(exc).__name__}: {exc}"[:200]})
                 replica.rest()  # the next check decides when it is back
                 self._reads["error"].inc()
-                await self._discard(conn)
-                conn = None
             finally:
-                if conn is not None:
+                if answered:
                     with contextlib.suppress(*_FAILURES):
                         await conn.close()
+                else:  # failed, timed out or cancelled mid-read: never back into the pool half-read
+                    await self._discard(conn)
+            if answered:
+                return result
         async with self._primary.connect() as primary:
             return await work(primary)
 
